@@ -21,6 +21,7 @@ from cardperso.readers.virtual import virtual_reader
 __all__ = ["DemoResult", "run_card_demo"]
 
 DEMO_KD = bytes.fromhex("000102030405060708090A0B0C0D0E0F")  # public test key, demo only
+DEMO_ADMIN = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")  # public test key, demo only
 AID = bytes.fromhex("F0000000C0FFEE01")
 
 
@@ -34,7 +35,7 @@ class DemoResult:
     failures: list[str]
 
 
-def _session(reader: Reader, log: Callable[[str], None], expect: dict[str, int]) -> list[str]:
+def _session(reader: Reader, log: Callable[[str], None]) -> list[str]:
     failures: list[str] = []
 
     def send(label: str, apdu: bytes, want: int = 0x9000, show: bool = True) -> bytes:
@@ -74,10 +75,14 @@ def _session(reader: Reader, log: Callable[[str], None], expect: dict[str, int])
         cos.put_key(
             1,
             cos.ALG_AES128,
-            cos.USE_EXT_AUTH | cos.USE_INT_AUTH | cos.USE_SM | cos.USE_ADMIN,
+            cos.USE_EXT_AUTH | cos.USE_INT_AUTH | cos.USE_SM,
             DEMO_KD,
             tries=10,
         ),
+    )
+    send(
+        "PUT KEY 2 (admin key, AES-128)",
+        cos.put_key(2, cos.ALG_AES128, cos.USE_EXT_AUTH | cos.USE_ADMIN, DEMO_ADMIN, tries=5),
     )
     send(
         "PUT PIN 1 (transport PIN 0000)",
@@ -109,8 +114,7 @@ def _session(reader: Reader, log: Callable[[str], None], expect: dict[str, int])
     resp = send("INTERNAL AUTHENTICATE key 1", cos.internal_authenticate(1, challenge))
     if resp != kd.encrypt_cbc(challenge):
         failures.append("INTERNAL AUTHENTICATE: response does not verify")
-    send("DEPERSONALIZE without auth", cos.depersonalize(), want=0x6982)
-    _ = expect
+    send("DEPERSONALIZE (no admin key auth)", cos.depersonalize(), want=0x6982)
     return failures
 
 
@@ -119,10 +123,10 @@ def run_card_demo(log: Callable[[str], None] = print, seed: int = 2026) -> DemoR
     slow = virtual_reader(seed, serial=bytes.fromhex("C0DE000000000001"))
     atr = slow.reset()
     log(f"ATR {atr.hex().upper()}  (T=1, {slow.baud:,.0f} bit/s)")
-    failures = _session(slow, log, {})
+    failures = _session(slow, log)
     fast = virtual_reader(seed, serial=bytes.fromhex("C0DE000000000001"), ta1=0x96)
     fast.reset()
-    failures += _session(fast, lambda _msg: None, {})
+    failures += _session(fast, lambda _msg: None)
     n = slow.card.commands_processed
     result = DemoResult("C0DE000000000001", n, slow.elapsed, fast.elapsed, fast.baud, failures)
     log("")
