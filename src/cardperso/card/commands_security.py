@@ -2,8 +2,10 @@
 VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, GET CHALLENGE, EXTERNAL /
 INTERNAL AUTHENTICATE, GENERATE ASYMMETRIC KEY PAIR.
 
-Retry counters are decremented in EEPROM *before* the comparison and restored
-after a success, so cutting the power on a wrong guess never saves a try.
+A comparison's outcome (retry counter, new value) is committed in one uniform
+transaction before any answer leaves the card: cutting the power on a guess
+neither saves a try nor reveals the outcome, and the object stays wholly old or
+wholly new.
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from cardperso import tlv
 from cardperso.apdu import CommandAPDU
 from cardperso.card.errors import CardError
 from cardperso.card.objects import (
-    KEY_ALG,
     KEY_LEFT,
     KEY_LIMIT,
     KEY_USAGE,
     PIN_FLAGS,
-    PIN_IS_PUK,
     PIN_LEFT,
     PIN_LIMIT,
     PIN_MAX,
@@ -36,7 +36,7 @@ from cardperso.card.objects import (
     same,
     store_object,
 )
-from cardperso.card.store import Entry, Lifecycle, ObjType
+from cardperso.card.store import PHASE_PERSO_WRITTEN, Entry, Lifecycle, ObjType
 from cardperso.crypto import ec
 
 if TYPE_CHECKING:
@@ -59,32 +59,23 @@ def _pin(card: CardOS, ref: int) -> tuple[int, Entry]:
     return hit
 
 
-def _save(card: CardOS, idx: int, e: Entry) -> None:
-    st = card.st
-    st.begin()
-    st.put_entry(idx, e)
-    st.commit()
+def _counted(e: Entry, left_i: int, limit_i: int, match: bool) -> Entry:
+    """The entry after one comparison: counter back to its limit, or one less."""
+    new = e.copy()
+    new.extra[left_i] = new.extra[limit_i] if match else new.extra[left_i] - 1
+    return new
 
 
-def _try_counter(card: CardOS, idx: int, e: Entry, left_i: int) -> Entry:
-    """Spend one try in EEPROM before comparing (anti-tearing)."""
-    if e.extra[left_i] == 0:
-        raise CardError(0x6983)
-    spent = e.copy()
-    spent.extra[left_i] -= 1
-    _save(card, idx, spent)
-    return spent
+def _commit_uniform(card: CardOS) -> None:
+    """Commit the outcome of a secret comparison.
 
-
-def _check_pin(card: CardOS, idx: int, e: Entry, candidate: bytes) -> Entry:
-    """Compare a PIN/PUK; returns the entry with its counter restored, or raises 63Cx."""
-    spent = _try_counter(card, idx, e, PIN_LEFT)
-    if not same(read_value(card, e), candidate):
-        card.ram.verified_pins.discard(e.fid)
-        raise CardError(0x63C0 | spent.extra[PIN_LEFT])
-    ok = spent.copy()
-    ok.extra[PIN_LEFT] = ok.extra[PIN_LIMIT]
-    return ok
+    The decision is made in RAM and written in one transaction that stages the
+    same pages whatever the outcome (a wrong guess rewrites the old value where a
+    right one writes the new), committed uniformly; the answer leaves the card only
+    after the commit. Cutting the power therefore neither saves a try nor reveals
+    the outcome - the aim of the classic "decrement first" rule - while the object
+    stays wholly old or wholly new."""
+    card.st.commit(uniform=True)
 
 
 def verify(card: CardOS, cmd: CommandAPDU) -> bytes:
@@ -111,8 +102,16 @@ def verify(card: CardOS, cmd: CommandAPDU) -> bytes:
     if len(cmd.data) != 8:
         raise CardError(0x6700)
     parse_format2(cmd.data)
-    ok = _check_pin(card, idx, e, cmd.data)
-    _save(card, idx, ok)
+    if e.extra[PIN_LEFT] == 0:
+        raise CardError(0x6983)
+    match = same(read_value(card, e), cmd.data)
+    new = _counted(e, PIN_LEFT, PIN_LIMIT, match)
+    card.st.begin()
+    card.st.put_entry(idx, new)
+    _commit_uniform(card)
+    if not match:
+        card.ram.verified_pins.discard(ref)
+        raise CardError(0x63C0 | new.extra[PIN_LEFT])
     card.ram.verified_pins.add(ref)
     return b""
 
@@ -123,15 +122,13 @@ def _new_pin_value(e: Entry, block: bytes) -> None:
         raise CardError(0x6A80)
 
 
-def _replace_pin(card: CardOS, idx: int, e: Entry, new_block: bytes) -> None:
-    st = card.st
-    st.begin()
-    st.txn.write(e.body, new_block)
+def _with_new_value(card: CardOS, e: Entry) -> Entry:
+    """Entry changes that go with a new PIN value: no longer a transport PIN, and
+    marked as personalization data once the card has left MANUFACTURED."""
     e.extra[PIN_FLAGS] &= ~PIN_TRANSPORT & 0xFF
-    if st.system.lifecycle != Lifecycle.MANUFACTURED:
-        e.phase |= 0x02
-    st.put_entry(idx, e)
-    st.commit()
+    if card.st.system.lifecycle != Lifecycle.MANUFACTURED:
+        e.phase |= PHASE_PERSO_WRITTEN
+    return e
 
 
 def change_reference_data(card: CardOS, cmd: CommandAPDU) -> bytes:
@@ -139,26 +136,39 @@ def change_reference_data(card: CardOS, cmd: CommandAPDU) -> bytes:
     if cmd.le:
         raise CardError(0x6700)
     idx, e = _pin(card, ref)
+    st = card.st
     if cmd.p1 == 0x00:
         if len(cmd.data) != 16:
             raise CardError(0x6700)
-        old, new = cmd.data[:8], cmd.data[8:]
+        old, new_block = cmd.data[:8], cmd.data[8:]
         parse_format2(old)
-        _new_pin_value(e, new)
-        if e.extra[PIN_FLAGS] & PIN_TRANSPORT and same(old, new):
+        _new_pin_value(e, new_block)
+        if e.extra[PIN_FLAGS] & PIN_TRANSPORT and same(old, new_block):
             raise CardError(0x6A80)  # the transport PIN must really change
-        ok = _check_pin(card, idx, e, old)
+        if e.extra[PIN_LEFT] == 0:
+            raise CardError(0x6983)
+        current = read_value(card, e)
+        match = same(current, old)
+        new = _counted(e, PIN_LEFT, PIN_LIMIT, match)
+        st.begin()
+        st.txn.write(e.body, new_block if match else current)
+        st.put_entry(idx, _with_new_value(card, new) if match else new)
+        _commit_uniform(card)
+        if not match:
+            card.ram.verified_pins.discard(ref)
+            raise CardError(0x63C0 | new.extra[PIN_LEFT])
     elif cmd.p1 == 0x01:  # new value only: needs this PIN verified in this session
         if len(cmd.data) != 8:
             raise CardError(0x6700)
         if e.extra[PIN_FLAGS] & PIN_TRANSPORT or ref not in card.ram.verified_pins:
             raise CardError(0x6982)
-        new = cmd.data
-        _new_pin_value(e, new)
-        ok = e.copy()
+        _new_pin_value(e, cmd.data)
+        st.begin()
+        st.txn.write(e.body, cmd.data)
+        st.put_entry(idx, _with_new_value(card, e.copy()))
+        st.commit()
     else:
         raise CardError(0x6A86)
-    _replace_pin(card, idx, ok, new)
     card.ram.verified_pins.add(ref)
     return b""
 
@@ -182,17 +192,24 @@ def reset_retry_counter(card: CardOS, cmd: CommandAPDU) -> bytes:
     parse_format2(cmd.data[:8])
     if cmd.p1 == 0x00:
         _new_pin_value(e, cmd.data[8:])
-    puk_ok = _check_pin(card, pidx, puk, cmd.data[:8])
+    if puk.extra[PIN_LEFT] == 0:
+        raise CardError(0x6983)
+    match = same(read_value(card, puk), cmd.data[:8])
+    new_puk = _counted(puk, PIN_LEFT, PIN_LIMIT, match)
+    pin = e.copy()
+    if match:
+        pin.extra[PIN_LEFT] = pin.extra[PIN_LIMIT]
     st = card.st
     st.begin()
-    st.put_entry(pidx, puk_ok)
-    e2 = e.copy()
-    e2.extra[PIN_LEFT] = e2.extra[PIN_LIMIT]
+    st.put_entry(pidx, new_puk)
     if cmd.p1 == 0x00:
-        st.txn.write(e.body, cmd.data[8:])
-        e2.extra[PIN_FLAGS] &= ~PIN_TRANSPORT & 0xFF
-    st.put_entry(idx, e2)
-    st.commit()
+        st.txn.write(e.body, cmd.data[8:] if match else read_value(card, e))
+        if match:
+            _with_new_value(card, pin)
+    st.put_entry(idx, pin)
+    _commit_uniform(card)
+    if not match:
+        raise CardError(0x63C0 | new_puk.extra[PIN_LEFT])
     card.ram.verified_pins.discard(ref)
     return b""
 
@@ -218,16 +235,22 @@ def _key(card: CardOS, ref: int, usage: int) -> tuple[int, Entry]:
 def check_key_cryptogram(
     card: CardOS, idx: int, e: Entry, expected: bytes, received: bytes
 ) -> None:
-    """Compare a host cryptogram under a key with an optional try limit."""
-    limited = e.extra[KEY_LIMIT] > 0
-    spent = _try_counter(card, idx, e, KEY_LEFT) if limited else e
-    if not same(expected, received):
+    """Compare a host cryptogram under a key; a key with a try limit counts, in
+    one uniform commit like the PINs (see :func:`_commit_uniform`)."""
+    if e.extra[KEY_LIMIT] and e.extra[KEY_LEFT] == 0:
+        raise CardError(0x6983)
+    match = same(expected, received)
+    if e.extra[KEY_LIMIT]:
+        new = _counted(e, KEY_LEFT, KEY_LIMIT, match)
+        card.st.begin()
+        card.st.put_entry(idx, new)
+        _commit_uniform(card)
+        if not match:
+            card.ram.auth_keys.discard(e.fid)
+            raise CardError(0x63C0 | new.extra[KEY_LEFT])
+    elif not match:
         card.ram.auth_keys.discard(e.fid)
-        raise CardError(0x63C0 | spent.extra[KEY_LEFT] if limited else 0x6300)
-    if limited and spent.extra[KEY_LEFT] != spent.extra[KEY_LIMIT]:
-        ok = spent.copy()
-        ok.extra[KEY_LEFT] = ok.extra[KEY_LIMIT]
-        _save(card, idx, ok)
+        raise CardError(0x6300)
 
 
 def external_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
@@ -321,5 +344,3 @@ HANDLERS = {
     (0x00, 0x88): internal_authenticate,
     (0x00, 0x47): generate_key_pair,
 }
-
-_ = (KEY_ALG, PIN_IS_PUK)  # documented layout constants used by commands_admin

@@ -76,10 +76,17 @@ class Transaction:
     def changed_pages(self) -> int:
         return len(self._pages)
 
-    def commit(self) -> None:
+    def commit(self, *, uniform: bool = False) -> None:
+        """Make the staged writes durable, all or nothing.
+
+        Normally pages whose content does not change are skipped. ``uniform``
+        writes every staged page anyway, so that two outcomes of a secret
+        comparison that stage the same pages cost the same page writes and cannot
+        be told apart by watching the programming pulses."""
         ee = self._j.eeprom
-        # Pages whose content does not change need no write at all.
-        changed = {b: bytes(p) for b, p in self._pages.items() if ee.read(b, len(p)) != bytes(p)}
+        changed = {
+            b: bytes(p) for b, p in self._pages.items() if uniform or ee.read(b, len(p)) != bytes(p)
+        }
         self._pages.clear()
         if not changed:
             return

@@ -213,11 +213,11 @@ class Store:
         self._pending_system = None
         return self._txn
 
-    def commit(self) -> None:
+    def commit(self, *, uniform: bool = False) -> None:
         txn = self._txn
         if txn is None:
             raise RuntimeError("no transaction")
-        txn.commit()
+        txn.commit(uniform=uniform)
         self._txn = None
         for idx, e in self._pending_entries.items():
             self.entries[idx] = e
