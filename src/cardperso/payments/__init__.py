@@ -1,0 +1,1 @@
+"""Payment and card cryptography recipes, written over the BlockCipher interface."""
