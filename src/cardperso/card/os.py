@@ -231,6 +231,8 @@ class CardOS:
             if self.store is not None:
                 self.store.abort()
             return e.sw.to_bytes(2, "big")
+        except PowerLost:
+            raise
         except Exception:  # a bug must never crash the chip: answer "no diagnosis"
             if self.store is not None:
                 self.store.abort()
@@ -254,7 +256,7 @@ class CardOS:
         if self.store is None:
             raise CardError(0x6581)
         lc = self.st.system.lifecycle
-        if lc == Lifecycle.TERMINATED and (cla, cmd.ins) != (0x80, 0xCA):
+        if lc == Lifecycle.TERMINATED and (cla, cmd.ins) != (0x00, 0xCA):
             raise CardError(0x6985)
         self.ram.sm_command = sm
         try:
