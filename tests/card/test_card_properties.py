@@ -27,8 +27,11 @@ small = st.binary(max_size=40)
 @st.composite
 def fcp(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["df", "t", "l", "junk"]))
-    sec = draw(st.none() | st.binary(min_size=1, max_size=8) | st.builds(
-        cos.ac, byte, byte, byte, byte, byte, byte, byte))
+    sec = draw(
+        st.none()
+        | st.binary(min_size=1, max_size=8)
+        | st.builds(cos.ac, byte, byte, byte, byte, byte, byte, byte)
+    )
     f = draw(fid)
     if kind == "df":
         return cos.fcp_df(f, draw(st.binary(max_size=18)), sec)
@@ -36,7 +39,10 @@ def fcp(draw: st.DrawFn) -> bytes:
         return cos.fcp_transparent(f, draw(st.integers(1, 3000)), draw(st.integers(0, 31)), sec)
     if kind == "l":
         return cos.fcp_linear(
-            f, draw(st.integers(1, 255)), draw(st.integers(1, 254)), draw(st.integers(0, 31)),
+            f,
+            draw(st.integers(1, 255)),
+            draw(st.integers(1, 254)),
+            draw(st.integers(0, 31)),
             sec,
         )
     return tlv.encode(0x62, draw(st.binary(max_size=30)))
@@ -58,12 +64,16 @@ def command(draw: st.DrawFn) -> bytes:
         return cos.select_path(*draw(st.lists(fid, min_size=1, max_size=3)))
     if c == 3:
         sfi = draw(st.integers(0, 3))
-        return cos.read_binary(draw(st.integers(0, 255 if sfi else 600)),
-                               draw(st.integers(1, 256)), sfi)
+        return cos.read_binary(
+            draw(st.integers(0, 255 if sfi else 600)), draw(st.integers(1, 256)), sfi
+        )
     if c == 4:
         sfi = draw(st.integers(0, 3))
-        return cos.update_binary(draw(st.binary(min_size=1, max_size=255)),
-                                 draw(st.integers(0, 255 if sfi else 600)), sfi)
+        return cos.update_binary(
+            draw(st.binary(min_size=1, max_size=255)),
+            draw(st.integers(0, 255 if sfi else 600)),
+            sfi,
+        )
     if c == 5:
         return cos.read_record(draw(st.integers(0, 6)), draw(st.integers(0, 3)))
     if c == 6:
@@ -75,46 +85,75 @@ def command(draw: st.DrawFn) -> bytes:
     if c == 9:
         return cos.delete_file(draw(st.none() | fid))
     if c == 10:
-        op = draw(st.sampled_from([cos.activate, cos.deactivate, cos.terminate_ef,
-                                   cos.terminate_df]))
+        op = draw(
+            st.sampled_from([cos.activate, cos.deactivate, cos.terminate_ef, cos.terminate_df])
+        )
         return op(draw(st.none() | fid))
     if c == 11:
         return cos.verify(draw(st.integers(0, 3)), draw(pin_block() | st.just(b"")))
     if c == 12:
-        return cos.change_reference_data(draw(st.integers(1, 3)), draw(pin_block()),
-                                         draw(pin_block()))
+        return cos.change_reference_data(
+            draw(st.integers(1, 3)), draw(pin_block()), draw(pin_block())
+        )
     if c == 13:
-        return cos.reset_retry_counter(draw(st.integers(1, 3)), draw(pin_block()),
-                                       draw(pin_block() | st.just(b"")))
+        return cos.reset_retry_counter(
+            draw(st.integers(1, 3)), draw(pin_block()), draw(pin_block() | st.just(b""))
+        )
     if c == 14:
         return cos.get_challenge(draw(st.sampled_from([8, 16, 4, 40])))
     if c == 15:
-        return cos.external_authenticate(draw(st.integers(1, 3)),
-                                         draw(st.binary(min_size=8, max_size=16)))
+        return cos.external_authenticate(
+            draw(st.integers(1, 3)), draw(st.binary(min_size=8, max_size=16))
+        )
     if c == 16:
-        return cos.internal_authenticate(draw(st.integers(1, 3)),
-                                         draw(st.binary(min_size=1, max_size=48)))
+        return cos.internal_authenticate(
+            draw(st.integers(1, 3)), draw(st.binary(min_size=1, max_size=48))
+        )
     if c == 17:
-        return cos.put_key(draw(st.integers(1, 4)), draw(st.sampled_from([1, 2, 3, 5, 9])),
-                           draw(byte), draw(st.binary(min_size=8, max_size=32)))
+        return cos.put_key(
+            draw(st.integers(1, 4)),
+            draw(st.sampled_from([1, 2, 3, 5, 9])),
+            draw(byte),
+            draw(st.binary(min_size=8, max_size=32)),
+        )
     if c == 18:
-        return cos.put_pin(draw(st.integers(1, 4)), draw(pin_block()), draw(st.integers(0, 16)),
-                           draw(st.integers(0, 4)), draw(st.booleans()), draw(st.booleans()))
+        return cos.put_pin(
+            draw(st.integers(1, 4)),
+            draw(pin_block()),
+            draw(st.integers(0, 16)),
+            draw(st.integers(0, 4)),
+            draw(st.booleans()),
+            draw(st.booleans()),
+        )
     if c == 19:
         return cos.set_lifecycle(draw(st.sampled_from([1, 7, 0x0F, 0x7F, 0xFF, 3])))
     if c == 20:
         return cos.get_data(draw(st.sampled_from([0xDF01, 0xDF02, 0xDF04, 0x9F7F, 0x1234])))
     if c == 21:  # the bytes are filled in at run time from the card's own EEPROM
-        return b"WM" + draw(st.integers(0, 0x8100)).to_bytes(2, "big") + bytes(
-            [draw(st.integers(1, 64))])
+        return (
+            b"WM"
+            + draw(st.integers(0, 0x8100)).to_bytes(2, "big")
+            + bytes([draw(st.integers(1, 64))])
+        )
     if c == 22:
-        return draw(st.sampled_from([cos.depersonalize(), cos.read_memory(0x100),
-                                     cos.checksum_memory(0, 64), cos.generate_key_pair(3)]))
+        return draw(
+            st.sampled_from(
+                [
+                    cos.depersonalize(),
+                    cos.read_memory(0x100),
+                    cos.checksum_memory(0, 64),
+                    cos.generate_key_pair(3),
+                ]
+            )
+        )
     if c == 23:
         return cos.general_authenticate_1(draw(st.integers(1, 3)), draw(st.binary(max_size=20)))
     # SM-class command with random data objects
-    return bytes([0x0C, draw(byte), draw(byte), draw(byte)]) + bytes([20]) + draw(
-        st.binary(min_size=20, max_size=20))
+    return (
+        bytes([0x0C, draw(byte), draw(byte), draw(byte)])
+        + bytes([20])
+        + draw(st.binary(min_size=20, max_size=20))
+    )
 
 
 def fresh() -> tuple[CardOS, VirtualReader]:
@@ -189,14 +228,15 @@ def test_any_byte_string_gets_a_status_word(raw: bytes) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(st.integers(0x80, 0x7FFF), st.binary(min_size=1, max_size=64), st.lists(command(),
-                                                                            max_size=20))
+@given(
+    st.integers(0x80, 0x7FFF), st.binary(min_size=1, max_size=64), st.lists(command(), max_size=20)
+)
 def test_corrupt_image_write_is_answered_not_crashed(
     addr: int, junk: bytes, after: list[bytes]
 ) -> None:
     """Garbage written by WRITE MEMORY (a torn or wrong image) may damage the
     structures; the card then answers 6581 where it must, and never faults."""
-    card, reader = fresh()
+    _card, reader = fresh()
     reader.transmit(cos.write_memory(addr, junk))
     for apdu in after:
         if apdu[:2] == b"WM":

@@ -13,8 +13,7 @@ from cardperso.card import CardOS, new_card
 from cardperso.card.check import check_card
 from cardperso.card.store import Store
 from cardperso.errors import ReaderError
-from cardperso.readers import VirtualReader
-from cardperso.readers import cos
+from cardperso.readers import VirtualReader, cos
 
 KD_OLD = bytes(range(16))
 KD_NEW = bytes(range(100, 132))
@@ -50,9 +49,7 @@ def snapshot(card: CardOS) -> tuple[object, ...]:
     assert card.info is not None
     st = Store(card.eeprom, card.info.layout)
     st.reload()
-    objects = tuple(
-        (i, e.pack(), card.eeprom.read(e.body, e.alloc)) for i, e in st.iter_entries()
-    )
+    objects = tuple((i, e.pack(), card.eeprom.read(e.body, e.alloc)) for i, e in st.iter_entries())
     return (st.system, objects, bytes(st.bitmap))
 
 
@@ -65,18 +62,31 @@ class Scenario:
 
 SCENARIOS = [
     # 250 bytes at offset 40 spans five EEPROM pages: the journal path
-    Scenario("update binary", False, [cos.select_path(0x5000, 0x5001),
-                                      cos.update_binary(b"\x22" * 250, offset=40)]),
-    Scenario("update binary, personalization", True,
-             [cos.select_path(0x5000, 0x5001), cos.update_binary(b"\x33" * 300, offset=90)]),
+    Scenario(
+        "update binary",
+        False,
+        [cos.select_path(0x5000, 0x5001), cos.update_binary(b"\x22" * 250, offset=40)],
+    ),
+    Scenario(
+        "update binary, personalization",
+        True,
+        [cos.select_path(0x5000, 0x5001), cos.update_binary(b"\x33" * 300, offset=90)],
+    ),
     Scenario("append record", True, [cos.append_record(b"R2".ljust(48, b"+"), sfi=2)]),
-    Scenario("change PIN", True,
-             [cos.change_reference_data(1, cos.format2("1234"), cos.format2("86420"))]),
+    Scenario(
+        "change PIN",
+        True,
+        [cos.change_reference_data(1, cos.format2("1234"), cos.format2("86420"))],
+    ),
     Scenario("wrong PIN guess", True, [cos.verify(1, cos.format2("9999"))]),
-    Scenario("key load (replace)", False,
-             [cos.put_key(1, cos.ALG_AES256, cos.USE_EXT_AUTH | cos.USE_SM, KD_NEW, version=2)]),
-    Scenario("key load (new)", False,
-             [cos.put_key(2, cos.ALG_TDES2, cos.USE_INT_AUTH, KD_NEW[:16])]),
+    Scenario(
+        "key load (replace)",
+        False,
+        [cos.put_key(1, cos.ALG_AES256, cos.USE_EXT_AUTH | cos.USE_SM, KD_NEW, version=2)],
+    ),
+    Scenario(
+        "key load (new)", False, [cos.put_key(2, cos.ALG_TDES2, cos.USE_INT_AUTH, KD_NEW[:16])]
+    ),
 ]
 
 
@@ -146,7 +156,7 @@ def test_cut_during_recovery_too(scn: Scenario) -> None:
 def test_after_a_cut_the_card_still_works() -> None:
     scn = SCENARIOS[3]
     _, _, writes = _old_and_new(scn)
-    card, reader, _ = _run(scn, writes // 2)
+    _card, reader, _ = _run(scn, writes // 2)
     reader.reset()
     _ok(reader, cos.select_path(0x5000))
     r = reader.transmit(cos.verify(1, cos.format2("1234")))

@@ -130,7 +130,7 @@ class Journal:
         state, count, crc = _HDR.unpack(ee.read(lay.journal, _HDR.size))
         if state == _EMPTY and count == 0:
             return False
-        ok = state == _COMMITTED and 0 < count <= lay.journal_capacity_pages
+        ok = bool(state == _COMMITTED and 0 < count <= lay.journal_capacity_pages)
         if ok:
             images = ee.read(lay.journal + lay.page_size, count * (lay.page_size + 2))
             if zlib.crc32(images) == crc:

@@ -81,10 +81,12 @@ def virtual_reader(
     return VirtualReader(new_card(serial, seed), protocol=protocol, ta1=ta1, name=name)
 
 
-def virtual_readers(stock_seed: int | str, count: int, **kw: int) -> list[VirtualReader]:
+def virtual_readers(
+    stock_seed: int | str, count: int, *, protocol: int = 1, ta1: int | None = None
+) -> list[VirtualReader]:
     """``count`` slots, each with the next card of one seeded card stock."""
     stock = CardStock(stock_seed)
     return [
-        VirtualReader(stock.next_card(), name=f"Virtual Reader {i}", **kw)  # type: ignore[arg-type]
+        VirtualReader(stock.next_card(), protocol=protocol, ta1=ta1, name=f"Virtual Reader {i}")
         for i in range(count)
     ]
