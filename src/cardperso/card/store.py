@@ -258,6 +258,8 @@ class Store:
         raise CardError(0x6A84)
 
     def iter_entries(self) -> list[tuple[int, Entry]]:
+        if not self._pending_entries:  # the common case: no staged directory changes
+            return [(i, e) for i, e in enumerate(self.entries) if e is not None]
         out = []
         for i in range(self.layout.dir_entries):
             e = self.entry(i)
