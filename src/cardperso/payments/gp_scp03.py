@@ -119,9 +119,9 @@ def _check_len(value: bytes, sizes: tuple[int, ...], name: str) -> bytes:
 def _static_key_length(key: BlockCipher) -> int:
     if key.algorithm != "AES":
         raise Scp03Error(f"SCP03 keys must be AES keys, not {key.algorithm}")
-    n = getattr(key, "key_length", None)
-    if not isinstance(n, int) or n not in (16, 24, 32):
-        raise Scp03Error("cannot tell the AES key length of this key object")
+    n = key.key_length
+    if n not in (16, 24, 32):
+        raise Scp03Error("SCP03 keys must be 16, 24 or 32 bytes")
     return n
 
 

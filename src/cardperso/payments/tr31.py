@@ -230,10 +230,7 @@ def tdes_variant_source(kbpk: bytes) -> VariantSource:
 
 
 def _kbpk_length(kbpk: BlockCipher) -> int:
-    n = getattr(kbpk, "key_length", None)
-    if not isinstance(n, int):
-        raise KeyBlockError("kbpk", "cannot tell the KBPK length of this key object")
-    return n
+    return kbpk.key_length
 
 
 def _check_kbpk(kbpk: BlockCipher, version: str) -> int:
