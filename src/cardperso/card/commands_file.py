@@ -290,7 +290,10 @@ def read_record(card: CardOS, cmd: CommandAPDU) -> bytes:
         raise CardError(0x6A83)
     if cmd.le < e.size and cmd.le not in MAX_NE:
         raise CardError(0x6C00 | e.size)
-    return card.eeprom.read(e.body + (cmd.p1 - 1) * e.size, e.size)
+    record = card.eeprom.read(e.body + (cmd.p1 - 1) * e.size, e.size)
+    if cmd.le > e.size and cmd.le not in MAX_NE:
+        raise CardWarning(record, 0x6282)  # the record ended before Ne bytes
+    return record
 
 
 def update_record(card: CardOS, cmd: CommandAPDU) -> bytes:

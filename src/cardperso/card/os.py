@@ -68,6 +68,33 @@ class Ram:
     sm_command: bool = False  # the command being processed arrived under SM
 
 
+def decode_cla(cla: int) -> tuple[int, bool]:
+    """Reduce a class byte to (00 or 80, secure messaging?) or refuse it
+    (ISO/IEC 7816-4 §5.4.1). Supported: the basic logical channel only, no command
+    chaining, SM only in the b4b3 = 11 form (header authenticated); the proprietary
+    class 80 takes the same b4b3 coding (8C = 80 under SM, as GlobalPlatform does)."""
+    if cla == 0xFF:
+        raise CardError(0x6E00)  # invalid (reserved for PPS)
+    if cla & 0x80:
+        if cla & 0x60:
+            raise CardError(0x6E00)  # other proprietary classes are not ours
+        base = 0x80
+    elif cla & 0x40:
+        raise CardError(0x6881)  # further interindustry class: channels 4..19
+    elif cla & 0x20:
+        raise CardError(0x6E00)  # RFU
+    else:
+        base = 0x00
+    if cla & 0x03:
+        raise CardError(0x6881)  # logical channels 1..3 are not supported
+    if cla & 0x10:
+        raise CardError(0x6884)
+    sm_bits = cla & 0x0C
+    if sm_bits in (0x04, 0x08):
+        raise CardError(0x6882)  # proprietary SM / SM without header authentication
+    return base, sm_bits == 0x0C
+
+
 def build_atr(os_version: bytes = OS_VERSION) -> bytes:
     """ATR (7816-3 §8): direct convention, TA1 = 96, T=0 and T=1 offered, IFSC 254,
     historical bytes in compact-TLV (7816-4 §8.1.1): card capabilities and the OS
@@ -214,17 +241,16 @@ class CardOS:
         except ApduFormatError:
             return b"\x67\x00"
         try:
-            if cmd.cla == 0xFF:
-                raise CardError(0x6E00)  # reserved for PPS / reader pseudo-APDUs
-            if cmd.ins == 0xC0 and cmd.cla & 0x80 == 0:
+            base, sm = decode_cla(cmd.cla)
+            if cmd.ins == 0xC0 and base == 0x00 and not sm:
                 return self._get_response(cmd)
             self.ram.response_buffer = b""
-            if self.damaged and (cmd.cla, cmd.ins) not in DAMAGED_OK:
+            if self.damaged and (base, cmd.ins) not in DAMAGED_OK:
                 raise CardError(0x6581)
-            if cmd.cla & 0x0C == 0x0C and cmd.cla & 0x80 == 0:
+            if sm:
                 from cardperso.card.sm import process_sm
 
-                return process_sm(self, cmd)
+                return process_sm(self, cmd, base)
             data, sw = self.execute(cmd)
             return self._deliver(cmd, data, sw)
         except CardError as e:
@@ -239,15 +265,9 @@ class CardOS:
             return b"\x6f\x00"
 
     def execute(self, cmd: CommandAPDU, *, sm: bool = False) -> tuple[bytes, int]:
-        """Run one (already unwrapped) command; returns (data, SW) or raises CardError."""
-        chain = cmd.cla & 0x10
-        cla = cmd.cla & ~0x1C & 0xFF
-        if chain:
-            raise CardError(0x6884)
-        if cla not in (0x00, 0x80):
-            if cla & 0x80 == 0 and cla & 0x60:
-                raise CardError(0x6881)  # logical channels are not supported
-            raise CardError(0x6E00)
+        """Run one command whose CLA is already reduced to 00 or 80 (SM unwrapped);
+        returns (data, SW) or raises CardError."""
+        cla = cmd.cla
         handler = self._handlers.get((cla, cmd.ins))
         if handler is None:
             if any(ins == cmd.ins for (_, ins) in self._handlers):
@@ -267,8 +287,10 @@ class CardOS:
     def _deliver(self, cmd: CommandAPDU, data: bytes, sw: int) -> bytes:
         """Apply Ne and the T=0 rules: a case-4 command under T=0 answers 61xx and
         waits for GET RESPONSE (7816-3 §10.3.5); data beyond Ne is kept for it too."""
-        if not data or sw != 0x9000:
-            return data + sw.to_bytes(2, "big")
+        if sw != 0x9000:  # a warning carries at most Ne bytes and is not chained
+            return data[: cmd.le] + sw.to_bytes(2, "big")
+        if not data:
+            return sw.to_bytes(2, "big")
         hold_all = cmd.le == 0 or (self.timing.protocol == 0 and bool(cmd.data))
         if hold_all or len(data) > cmd.le:
             first = b"" if hold_all else data[: cmd.le]

@@ -117,7 +117,7 @@ def _iv(s: SmSession, c: BlockCipher) -> bytes:
     return c.encrypt_ecb(_ssc(s)) if s.algorithm == "AES" else bytes(8)
 
 
-def process_sm(card: CardOS, cmd: CommandAPDU) -> bytes:
+def process_sm(card: CardOS, cmd: CommandAPDU, base_cla: int) -> bytes:
     """Unwrap, execute and wrap one SM command; every SM fault drops the session."""
     s = card.ram.sm
     if s is None:
@@ -162,7 +162,7 @@ def process_sm(card: CardOS, cmd: CommandAPDU) -> bytes:
             card.ram.sm = None
             raise CardError(0x6988)
         le = int.from_bytes(v, "big") or (256 if len(v) == 1 else 65536)
-    inner = CommandAPDU(cmd.cla & 0xF3, cmd.ins, cmd.p1, cmd.p2, data, le, len(data) > 255)
+    inner = CommandAPDU(base_cla, cmd.ins, cmd.p1, cmd.p2, data, le, len(data) > 255)
     try:
         out, sw = card.execute(inner, sm=True)
     except CardError as e:
