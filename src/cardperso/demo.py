@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cardperso.apdu import sw_text
 from cardperso.crypto.ciphers import AES
+from cardperso.crypto.mac import cmac
 from cardperso.readers import cos
 from cardperso.readers.base import Reader
 from cardperso.readers.virtual import virtual_reader
@@ -112,7 +113,7 @@ def _session(reader: Reader, log: Callable[[str], None]) -> list[str]:
     send("READ BINARY cardholder", cos.read_binary(0, 18, sfi=1))
     challenge = bytes(range(16))
     resp = send("INTERNAL AUTHENTICATE key 1", cos.internal_authenticate(1, challenge))
-    if resp != kd.encrypt_cbc(challenge):
+    if resp != cmac(kd, b"\x88" + challenge):
         failures.append("INTERNAL AUTHENTICATE: response does not verify")
     send("DEPERSONALIZE (no admin key auth)", cos.depersonalize(), want=0x6982)
     return failures

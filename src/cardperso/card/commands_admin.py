@@ -62,8 +62,8 @@ def _cplc(card: CardOS) -> bytes:
         + info.fab_date[1:3]
         + serial[:4]
         + b"\x00\x00"
-        + bytes(22)
-    )[:42]
+        + bytes(24)
+    )
 
 
 def get_data(card: CardOS, cmd: CommandAPDU) -> bytes:
@@ -258,6 +258,9 @@ def write_memory(card: CardOS, cmd: CommandAPDU) -> bytes:
         card.damaged = False
     except CardError:
         card.damaged = True  # the image is incomplete or bad: checksum tells the host
+        return b""
+    card.enforce_lock_invariant()
+    card.select_mf()
     return b""
 
 
@@ -381,11 +384,22 @@ def continue_depersonalization(card: CardOS) -> None:
         st.begin()
         st.put_entry(idx, clean)
         st.commit()
+    # initialization-time PINs and keys get their full try counters back
+    for idx, e in st.iter_entries():
+        limit_i, left_i = (0, 1) if e.type == ObjType.PIN else (3, 4)
+        if e.type in (ObjType.PIN, ObjType.KEY) and e.extra[left_i] != e.extra[limit_i]:
+            full = e.copy()
+            full.extra[left_i] = full.extra[limit_i]
+            st.begin()
+            st.put_entry(idx, full)
+            st.commit()
     _set_system(card, SystemState(Lifecycle.INITIALIZED, False))
     card.ram.verified_pins.clear()
     card.ram.auth_keys.clear()
     card.ram.sm = None
+    card.ram.ga_pending = None
     card.ram.current_ef = None
+    card.select_mf()
 
 
 HANDLERS = {

@@ -38,6 +38,8 @@ from cardperso.card.objects import (
 )
 from cardperso.card.store import PHASE_PERSO_WRITTEN, Entry, Lifecycle, ObjType
 from cardperso.crypto import ec
+from cardperso.crypto.ciphers import BlockCipher
+from cardperso.crypto.mac import cmac
 
 if TYPE_CHECKING:
     from cardperso.card.os import CardOS
@@ -229,6 +231,8 @@ def _key(card: CardOS, ref: int, usage: int) -> tuple[int, Entry]:
         raise CardError(0x6A88)
     if not hit[1].extra[KEY_USAGE] & usage:
         raise CardError(0x6985)
+    if hit[1].extra[KEY_LIMIT] and hit[1].extra[KEY_LEFT] == 0:
+        raise CardError(0x6983)  # a key whose try counter ran out is blocked for all uses
     return hit
 
 
@@ -289,12 +293,20 @@ def internal_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
         return ec.p256_sign(read_value(card, e)[:32], cmd.data)
     _, e = _key(card, ref, USAGE_INT_AUTH)
     cipher = key_cipher(card, e)
-    if len(cmd.data) % cipher.block_size or len(cmd.data) > 64:
+    if len(cmd.data) > 64:
         raise CardError(0x6700)
-    card.timing.crypto(
-        "aes" if cipher.algorithm == "AES" else "des", len(cmd.data) // cipher.block_size
-    )
-    return cipher.encrypt_cbc(cmd.data)
+    card.timing.crypto("aes" if cipher.algorithm == "AES" else "des", 2 + len(cmd.data) // 8)
+    return internal_auth_response(cipher, cmd.data)
+
+
+def internal_auth_response(cipher: BlockCipher, challenge: bytes) -> bytes:
+    """The card's proof of a symmetric key: CMAC(K, 88 || challenge), one block.
+
+    The leading INS byte separates this from every other use of K: a plain
+    encryption of the challenge would let anyone turn INTERNAL AUTHENTICATE into
+    the cryptogram EXTERNAL AUTHENTICATE expects, or into the CMAC blocks of the
+    SM session-key derivation (whose input starts with a 00 counter byte)."""
+    return cmac(cipher, b"\x88" + challenge)
 
 
 def generate_key_pair(card: CardOS, cmd: CommandAPDU) -> bytes:

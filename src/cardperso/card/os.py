@@ -28,6 +28,17 @@ Handler = Callable[["CardOS", CommandAPDU], bytes]
 MAX_TA1 = 0x96
 # What a card with a corrupted structure still answers: WRITE MEMORY (to repair an
 # image before the lock), CHECKSUM MEMORY and GET DATA (to diagnose).
+# What a BLOCKED (GP CARD_LOCKED) card still does: identify itself, let the
+# issuer's admin key authenticate, and be unblocked, depersonalized or terminated.
+BLOCKED_OK = {
+    (0x00, 0xCA),
+    (0x00, 0xA4),
+    (0x00, 0x84),
+    (0x00, 0x82),
+    (0x00, 0x86),
+    (0x80, 0xF0),
+    (0x80, 0xEE),
+}
 DAMAGED_OK = {
     (0x80, 0xD0),
     (0x80, 0xB4),
@@ -204,13 +215,21 @@ class CardOS:
         except CardError:
             self.damaged = True
             return
+        self.enforce_lock_invariant()
         if store.system.deperso_pending:
             from cardperso.card.commands_admin import continue_depersonalization
 
             continue_depersonalization(self)
-        self._select_mf()
+        self.select_mf()
 
-    def _select_mf(self) -> None:
+    def enforce_lock_invariant(self) -> None:
+        """A card that has left MANUFACTURED always has its lock fuse blown, however
+        it got there (an image's system page, say)."""
+        st = self.st
+        if st.system.lifecycle != Lifecycle.MANUFACTURED and not st.locked:
+            st.set_lock()
+
+    def select_mf(self) -> None:
         for i, e in self.st.iter_entries():
             if e.type == ObjType.DF and e.parent == NO_PARENT:
                 self.ram.current_df = i
@@ -277,6 +296,8 @@ class CardOS:
             raise CardError(0x6581)
         lc = self.st.system.lifecycle
         if lc == Lifecycle.TERMINATED and (cla, cmd.ins) != (0x00, 0xCA):
+            raise CardError(0x6985)
+        if lc == Lifecycle.BLOCKED and (cla, cmd.ins) not in BLOCKED_OK:
             raise CardError(0x6985)
         self.ram.sm_command = sm
         try:

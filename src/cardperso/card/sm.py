@@ -65,9 +65,9 @@ def general_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
     from cardperso.card.commands_security import check_key_cryptogram
     from cardperso.card.os import SmSession
 
-    if cmd.p1 != 0x00 or not 1 <= cmd.p2 <= 15:
+    if cmd.p1 != 0x00 or cmd.p2 & 0x70 or not 1 <= cmd.p2 & 0x0F <= 15:
         raise CardError(0x6A86)
-    ref = cmd.p2
+    ref = cmd.p2 & 0x0F
     try:
         outer = tlv.to_dict(cmd.data)
         inner = tlv.to_dict(outer[0x7C]) if set(outer) == {0x7C} else None
@@ -81,6 +81,8 @@ def general_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
     idx, e = hit
     if not e.extra[1] & USAGE_SM:
         raise CardError(0x6985)
+    if e.extra[3] and e.extra[4] == 0:
+        raise CardError(0x6983)
     family, key_len = ALGORITHMS[e.extra[KEY_ALG]]
     k = key_cipher(card, e)
     bs = k.block_size
