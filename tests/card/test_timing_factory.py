@@ -20,8 +20,9 @@ def test_etu_at_default_rate_is_one_9600th_second() -> None:
 def test_t1_io_time_formula() -> None:
     m = TimingModel()
     m.protocol = 1
-    # 10-byte command and 2-byte response: (10 + 4) + (2 + 4) chars of 11 etu, two BGTs
-    expect = ((14 + 6) * 11 + 2 * 22) / 9600
+    # 10-byte command and 2-byte response: (10 + 4) + (2 + 4) chars of 12 etu (CGT with
+    # N = 0, since the ATR has no TC1), two block guard times
+    expect = ((14 + 6) * 12 + 2 * 22) / 9600
     assert m.io_seconds(10, 2) == pytest.approx(expect)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cardperso.card.dump import is_valid_routine
 from cardperso.card.errors import CardError
-from cardperso.card.layout import DIR_ENTRY_SIZE, unpack_manufacturer
+from cardperso.card.layout import DIR_ENTRY_SIZE, MANUFACTURER_RECORD, unpack_manufacturer
 from cardperso.card.memory import Eeprom
 from cardperso.card.os import CardOS
 from cardperso.card.store import NO_PARENT, Entry, ObjType, SystemState
@@ -20,7 +20,7 @@ __all__ = ["check_card", "check_eeprom"]
 def check_eeprom(ee: Eeprom) -> list[str]:
     """Check the bytes alone (no running OS needed)."""
     problems: list[str] = []
-    info = unpack_manufacturer(ee.read(0, 64))
+    info = unpack_manufacturer(ee.read(0, MANUFACTURER_RECORD))
     if info is None:
         return ["manufacturer page invalid"]
     lay = info.layout

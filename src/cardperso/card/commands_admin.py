@@ -212,7 +212,6 @@ def set_lifecycle(card: CardOS, cmd: CommandAPDU) -> bytes:
         if not any(e.type == ObjType.DF and e.parent == NO_PARENT for _, e in st.iter_entries()):
             raise CardError(0x6985)  # nothing initialized yet
         _erase_dump(card)
-        st.set_lock()  # the way into personalization closes physical access for good
     elif (cur, target) == (L.INITIALIZED, L.PERSONALIZED):
         pass
     elif (cur, target) in ((L.PERSONALIZED, L.BLOCKED), (L.BLOCKED, L.PERSONALIZED)):
@@ -224,6 +223,10 @@ def set_lifecycle(card: CardOS, cmd: CommandAPDU) -> bytes:
     else:
         raise CardError(0x6985)
     _set_system(card, SystemState(target, st.system.deperso_pending))
+    # Blow the fuse after the life cycle is written: a power cut in between leaves
+    # an INITIALIZED card without it, which the next power-up repairs
+    # (enforce_lock_invariant); never a MANUFACTURED card with physical access shut.
+    card.enforce_lock_invariant()
     return b""
 
 
@@ -365,14 +368,17 @@ def continue_depersonalization(card: CardOS) -> None:
             break
         idx, e = victim
         if e.phase & PHASE_PERSO_CREATED or not e.is_file:
+            # one object per transaction, deepest first, so no step can outgrow
+            # the journal however large the subtree
             doomed = descendants(card, idx) if e.type == ObjType.DF else [idx]
-            st.begin()
-            for i in doomed:
+            for i in reversed(doomed):
                 d = st.entry(i)
-                if d is not None:
-                    st.release(d.body, d.alloc)
-                    st.put_entry(i, None)
-            st.commit()
+                if d is None or any(c.parent == i for _, c in st.iter_entries() if c.is_file):
+                    continue
+                st.begin()
+                st.release(d.body, d.alloc)
+                st.put_entry(i, None)
+                st.commit()
             continue
         # initialization EF overwritten in personalization: zero it, then clear flag
         if e.alloc:

@@ -94,7 +94,7 @@ class Transaction:
             ((base, page),) = changed.items()
             ee.write(base, page)
             return
-        self._j.write_through_journal(changed)
+        self._j.write_through_journal(changed, uniform=uniform)
 
 
 class Journal:
@@ -107,21 +107,21 @@ class Journal:
     def begin(self) -> Transaction:
         return Transaction(self)
 
-    def write_through_journal(self, pages: dict[int, bytes]) -> None:
+    def write_through_journal(self, pages: dict[int, bytes], *, uniform: bool = False) -> None:
         lay, ee = self.layout, self.eeprom
         images = b"".join(base.to_bytes(2, "big") + page for base, page in sorted(pages.items()))
         ee.write(lay.journal + lay.page_size, images)
         header = _HDR.pack(_COMMITTED, len(pages), zlib.crc32(images))
         ee.write(lay.journal, header.ljust(lay.page_size, b"\x00"))  # commit point
-        self._apply(images, len(pages))
+        self._apply(images, len(pages), force=uniform)
         ee.write(lay.journal, bytes(lay.page_size))
 
-    def _apply(self, images: bytes, count: int) -> None:
+    def _apply(self, images: bytes, count: int, *, force: bool = False) -> None:
         ps = self.layout.page_size
         for i in range(count):
             rec = images[i * (ps + 2) : (i + 1) * (ps + 2)]
             base = int.from_bytes(rec[:2], "big")
-            if self.eeprom.read(base, ps) != rec[2:]:
+            if force or self.eeprom.read(base, ps) != rec[2:]:
                 self.eeprom.write(base, rec[2:])
 
     def recover(self) -> bool:

@@ -140,7 +140,8 @@ class Layout:
         return [(self.system, self.page_size), (self.directory, self.eeprom_size - self.directory)]
 
 
-_MANUF = struct.Struct(">4sBHIBBBB8s8s4s")  # 34 bytes, then zeros, CRC in the last 2
+MANUFACTURER_RECORD = 64  # bytes at address 0, whatever the page size
+_MANUF = struct.Struct(">4sBHIBBBB8s8s4s")  # 35 bytes, then zeros, CRC in the last 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ def pack_manufacturer(info: ManufacturerInfo) -> bytes:
         info.chip_serial,
         info.fab_date,
     )
-    page = bytearray(lay.page_size)
+    page = bytearray(MANUFACTURER_RECORD)
     page[: len(body)] = body
     page[-2:] = crc16(bytes(page[:-2])).to_bytes(2, "big")
     return bytes(page)
@@ -176,12 +177,12 @@ def pack_manufacturer(info: ManufacturerInfo) -> bytes:
 
 def unpack_manufacturer(page: bytes) -> ManufacturerInfo | None:
     """Parse page 0, or None if it is not a valid manufacturer page."""
-    if len(page) < _MANUF.size + 2 or page[:4] != MAGIC:
+    if len(page) != MANUFACTURER_RECORD or page[:4] != MAGIC:
         return None
     if crc16(page[:-2]) != int.from_bytes(page[-2:], "big"):
         return None
     (_, ver, ps, size, jp, dp, de, blk, osv, serial, fab) = _MANUF.unpack_from(page)
-    if ver != LAYOUT_VERSION or ps != len(page):
+    if ver != LAYOUT_VERSION:
         return None
     try:
         lay = Layout(size, ps, jp, dp, de, blk)

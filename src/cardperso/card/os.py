@@ -15,7 +15,12 @@ from cardperso.apdu import ApduFormatError, CommandAPDU, parse_command
 from cardperso.card import access
 from cardperso.card.commands_file import CardWarning
 from cardperso.card.errors import CardError, PowerLost
-from cardperso.card.layout import OS_VERSION, ManufacturerInfo, unpack_manufacturer
+from cardperso.card.layout import (
+    MANUFACTURER_RECORD,
+    OS_VERSION,
+    ManufacturerInfo,
+    unpack_manufacturer,
+)
 from cardperso.card.memory import Eeprom
 from cardperso.card.store import NO_PARENT, Entry, Lifecycle, ObjType, Store
 from cardperso.card.timing import DI_TABLE, FI_TABLE, TimingModel, TimingParams
@@ -25,9 +30,8 @@ __all__ = ["CardMute", "CardOS", "Handler"]
 
 Handler = Callable[["CardOS", CommandAPDU], bytes]
 
-MAX_TA1 = 0x96
-# What a card with a corrupted structure still answers: WRITE MEMORY (to repair an
-# image before the lock), CHECKSUM MEMORY and GET DATA (to diagnose).
+MAX_TA1 = 0x96  # supports up to Fi = 512, Di = 32 (7816-3 Tables 7/8)
+
 # What a BLOCKED (GP CARD_LOCKED) card still does: identify itself, let the
 # issuer's admin key authenticate, and be unblocked, depersonalized or terminated.
 BLOCKED_OK = {
@@ -39,11 +43,13 @@ BLOCKED_OK = {
     (0x80, 0xF0),
     (0x80, 0xEE),
 }
+# What a card with a corrupted structure still answers: WRITE MEMORY (to repair an
+# image before the lock), CHECKSUM MEMORY and GET DATA (to diagnose).
 DAMAGED_OK = {
     (0x80, 0xD0),
     (0x80, 0xB4),
     (0x00, 0xCA),
-}  # supports up to Fi = 512, Di = 32 (7816-3 Tables 7/8)
+}
 
 
 class CardMute(Exception):
@@ -146,7 +152,7 @@ class CardOS:
     # -- identity -----------------------------------------------------------
     @property
     def chip_serial(self) -> bytes:
-        info = unpack_manufacturer(self.eeprom.read(0, 64))
+        info = unpack_manufacturer(self.eeprom.read(0, MANUFACTURER_RECORD))
         return info.chip_serial if info else b""
 
     @property
@@ -196,7 +202,7 @@ class CardOS:
 
     def _startup(self) -> None:
         self.damaged = False
-        info = unpack_manufacturer(self.eeprom.read(0, 64))
+        info = unpack_manufacturer(self.eeprom.read(0, MANUFACTURER_RECORD))
         if info is None or info.os_version != self.os_version:
             self.damaged = True
             self.info = self.store = None
@@ -219,7 +225,11 @@ class CardOS:
         if store.system.deperso_pending:
             from cardperso.card.commands_admin import continue_depersonalization
 
-            continue_depersonalization(self)
+            try:
+                continue_depersonalization(self)
+            except CardError:
+                self.damaged = True
+                return
         self.select_mf()
 
     def enforce_lock_invariant(self) -> None:

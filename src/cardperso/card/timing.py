@@ -48,7 +48,7 @@ class TimingParams:
     clock_hz: float = 3.5712e6  # 7816-3 reference clock: Fd=372/Dd=1 gives 9,600 bit/s
     atr_delay_cycles: int = 40_000  # 7816-3 §6.2.2: ATR within 400..40,000 clocks; worst case
     t0_char_etu: int = 12  # 1 start + 8 data + 1 parity + 2 etu guard time (7816-3 §7.1, §10.2)
-    t1_char_etu: int = 11  # character guard time CGT = 11 etu with N = 0 (7816-3 §11.2)
+    t1_char_etu: int = 12  # CGT = 12 etu: no TC1 in our ATR, so N = 0 (7816-3 §11.2)
     t0_turnaround_etu: int = 16  # 7816-3 §10.2: >= 16 etu between opposite-direction chars
     t1_block_guard_etu: int = 22  # BGT (7816-3 §11.2)
     t1_ifs: int = 254  # IFSC/IFSD after negotiation; larger APDUs are chained
@@ -59,7 +59,7 @@ class TimingParams:
         default_factory=lambda: {
             "des": 60e-6,  # one DES/3DES block on the crypto coprocessor
             "aes": 40e-6,  # one AES block on the coprocessor
-            "sha256": 250e-6,  # one 64-byte SHA-256 block in software
+            "sha256": 250e-6,  # one 64-byte SHA-256 block on a hash coprocessor
             "ec_keygen": 0.150,  # P-256 key pair: one point multiplication + checks
             "ecdh": 0.110,  # P-256 point multiplication
             "ecdsa_sign": 0.120,  # P-256 signature
@@ -106,18 +106,16 @@ class TimingModel:
     def crypto(self, op: str, count: int = 1) -> None:
         self.crypto_pending += self.p.crypto_s[op] * count
 
-    def io_seconds(self, cmd_len: int, resp_len: int, t0_get_response: bool = False) -> float:
+    def io_seconds(self, cmd_len: int, resp_len: int) -> float:
         """Line time for one command APDU and its response APDU (including SW)."""
         etu = self.etu_s
         p = self.p
         if self.protocol == 0:
-            # header(5) + procedure byte(1) + data, then SW(2); an outgoing body
-            # travels after one procedure byte. Case 4 costs a GET RESPONSE (5+1).
-            chars = cmd_len + 1 + resp_len + (1 if resp_len > 2 else 0)
-            if t0_get_response:
-                chars += 5 + 1
-            turns = 2 + (2 if t0_get_response else 0)
-            return (chars * p.t0_char_etu + turns * p.t0_turnaround_etu) * etu
+            # header(5) [+ data], one procedure byte, [data +] SW(2). A case-4
+            # command's data comes back by a separate GET RESPONSE exchange,
+            # charged when that command is sent.
+            chars = cmd_len + 1 + resp_len
+            return (chars * p.t0_char_etu + 2 * p.t0_turnaround_etu) * etu
         blocks_out = max(1, -(-cmd_len // p.t1_ifs))
         blocks_in = max(1, -(-resp_len // p.t1_ifs))
         # each I-block has 3 prologue + 1 LRC chars; each chained block is acked
@@ -127,12 +125,12 @@ class TimingModel:
         turns = 2 * (blocks_out + blocks_in - 1)
         return (chars * p.t1_char_etu + turns * p.t1_block_guard_etu) * etu
 
-    def command(self, cmd_len: int, resp_len: int, pages: int, t0_gr: bool = False) -> float:
+    def command(self, cmd_len: int, resp_len: int, pages: int) -> float:
         """Charge one command; returns its modeled seconds."""
         p = self.p
         cpu = p.cpu_cycles_per_command + p.cpu_cycles_per_byte * (cmd_len + resp_len)
         t = (
-            self.io_seconds(cmd_len, resp_len, t0_gr)
+            self.io_seconds(cmd_len, resp_len)
             + cpu / p.clock_hz
             + pages * p.eeprom_page_write_s
             + self.crypto_pending
