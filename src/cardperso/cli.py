@@ -75,12 +75,16 @@ def demo(seed: int = typer.Option(2026, help="seed for the simulated card")) -> 
 
 
 @hsm_app.command("init")
-def hsm_init(keystore: Path = KEYSTORE, operator: str = OPERATOR) -> None:
+def hsm_init(
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+    scrypt_cost: int = typer.Option(15, min=10, max=20, help="scrypt cost: N = 2**cost"),
+) -> None:
     """Create an empty keystore (encrypted under a passphrase) and its audit log."""
     from cardperso.keys_usecases import init_keystore
 
     passphrase = _passphrase(confirm=True)
-    audit = _run(lambda: init_keystore(keystore, passphrase, operator))
+    audit = _run(lambda: init_keystore(keystore, passphrase, operator, scrypt_n=2**scrypt_cost))
     typer.echo(f"keystore {keystore} created; audit log {audit}")
 
 

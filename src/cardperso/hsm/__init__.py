@@ -1,0 +1,56 @@
+"""Security module: key handles, roles, audit, and the soft backend (DESIGN.md §3, §4).
+
+Callers open a session for their role on an :class:`Hsm` and pass
+:class:`KeyHandle` objects; key bytes never leave a backend. See
+:mod:`cardperso.hsm.api` for the contract and :mod:`cardperso.hsm.soft` for the
+embedded default.
+"""
+
+from cardperso.errors import HsmError, KeyUsageError
+from cardperso.hsm.api import (
+    AgreedKeys,
+    Ceremony,
+    Hsm,
+    HsmSession,
+    KdScheme,
+    KeyAlgorithm,
+    KeyHandle,
+    KeyNotFoundError,
+    KeyUsage,
+    MacAlgorithm,
+    PinBlockFormat,
+    PinMailerRenderer,
+    SealedData,
+)
+from cardperso.hsm.audit import AuditChainError, verify_chain
+from cardperso.hsm.ceremony import CeremonyError
+from cardperso.hsm.keystore import KeystoreError
+from cardperso.hsm.roles import Operation, PermissionDeniedError, Role
+from cardperso.hsm.soft import SoftHsm, SoftSession
+
+__all__ = [
+    "AgreedKeys",
+    "AuditChainError",
+    "Ceremony",
+    "CeremonyError",
+    "Hsm",
+    "HsmError",
+    "HsmSession",
+    "KdScheme",
+    "KeyAlgorithm",
+    "KeyHandle",
+    "KeyNotFoundError",
+    "KeyUsage",
+    "KeyUsageError",
+    "KeystoreError",
+    "MacAlgorithm",
+    "Operation",
+    "PermissionDeniedError",
+    "PinBlockFormat",
+    "PinMailerRenderer",
+    "Role",
+    "SealedData",
+    "SoftHsm",
+    "SoftSession",
+    "verify_chain",
+]

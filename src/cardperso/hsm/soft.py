@@ -1,0 +1,1009 @@
+"""The soft HSM: the embedded default security module, in process.
+
+Keys live in a keystore file encrypted at rest (:mod:`cardperso.hsm.keystore`) and,
+once opened, in this object's memory; nothing outside this module sees their bytes.
+Every session call goes through :meth:`SoftSession._call`, which in this order:
+
+1. checks the caller's role against :mod:`cardperso.hsm.roles`;
+2. resolves each key handle by label to the *stored* key and checks that its usage
+   allows this operation (``KeyUsageError`` otherwise) - the handle's own fields are
+   never trusted;
+3. runs the recipe from :mod:`cardperso.payments` / :mod:`cardperso.crypto`;
+4. writes one audit record, whatever the outcome, and turns any recipe error into
+   an :class:`~cardperso.errors.HsmError` naming the operation.
+
+Randomness and time are injected, so a soft HSM built with a seeded
+:class:`~cardperso.crypto.rand.SeededRandom` and a fixed clock writes byte-for-byte
+the same keystore and audit log for the same calls. A lock guards the key table and
+keystore writes, and the audit log has its own, so sessions may run in threads.
+
+Limits of a software module: the keys are in this process's memory (Python cannot
+wipe them), so the boundary is the process and the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cardperso.crypto.ciphers import AES, DES, TDES, BlockCipher, CipherError
+from cardperso.crypto.ec import p256_ecdh, p256_generate_scalar, p256_public_key
+from cardperso.crypto.kdf import sp800_108_counter_cmac
+from cardperso.crypto.mac import cmac, mac_alg3, pad_iso9797, unpad_m2, verify_mac
+from cardperso.crypto.parity import adjust_des_parity
+from cardperso.crypto.rand import RandomSource, SystemRandom
+from cardperso.crypto.secret import SecretBytes, SecretStr
+from cardperso.errors import CardpersoError, HsmError, KeyUsageError
+from cardperso.hsm import keyblocks
+from cardperso.hsm.api import (
+    ALGORITHM_KEY_LENGTH,
+    USAGE_ALGORITHMS,
+    AgreedKeys,
+    Ceremony,
+    Hsm,
+    HsmSession,
+    KdScheme,
+    KeyAlgorithm,
+    KeyHandle,
+    KeyNotFoundError,
+    KeyUsage,
+    MacAlgorithm,
+    PinBlockFormat,
+    PinMailerRenderer,
+    SealedData,
+)
+from cardperso.hsm.audit import AuditChainError, AuditLog, ChainReport, Clock, verify_chain
+from cardperso.hsm.ceremony import ComponentCombiner, key_check_value
+from cardperso.hsm.keystore import DEFAULT_SCRYPT_N, Keystore, KeystoreError, StoredKey
+from cardperso.hsm.roles import Operation, PermissionDeniedError, Role, require
+from cardperso.payments import cvv as cvv_recipe
+from cardperso.payments import emv_keys, ibm3624, pinblock, tr31
+from cardperso.payments import pvv as pvv_recipe
+
+__all__ = ["SoftHsm", "SoftSession"]
+
+KD_LABEL = b"cardperso KD"
+KD_ENC_LABEL = b"cardperso KD ENC"
+KD_MAC_LABEL = b"cardperso KD MAC"
+ECDH_ENC_LABEL = b"cardperso ECDH ENC"
+ECDH_MAC_LABEL = b"cardperso ECDH MAC"
+SEALED_MAC_LENGTH = 8
+MAX_CHALLENGE = 64  # the card OS takes at most 64 bytes
+INTERNAL_AUTH_PREFIX = b"\x88"
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,63}")
+_OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/@-]{0,63}")
+_VERSION = re.compile(r"[0-9A-Z]{2}")
+_FF8 = b"\xff" * 8
+_ECDH_SALT = bytes(16)
+
+_Usages = frozenset[KeyUsage]
+_ANY_EXPORTABLE: _Usages = frozenset(u for u in KeyUsage if keyblocks.exportable_usage(u))
+_SESSION_USAGES: _Usages = frozenset({KeyUsage.SESSION_ENC, KeyUsage.SESSION_MAC})
+
+
+def _u(*usages: KeyUsage) -> _Usages:
+    return frozenset(usages)
+
+
+def _cipher(algorithm: KeyAlgorithm, value: bytes) -> BlockCipher:
+    return AES(value) if algorithm.is_aes else TDES(value)
+
+
+@dataclass(slots=True, eq=False)
+class _Key:
+    """A key inside the module: handle, value, and ciphers built once."""
+
+    handle: KeyHandle
+    value: SecretBytes
+    cipher: BlockCipher | None = None
+    public: bytes | None = None  # EC keys: the public point, computed once
+    des_a: BlockCipher | None = None  # CVKs: single-DES CVK-A
+
+    @classmethod
+    def build(cls, handle: KeyHandle, value: SecretBytes) -> _Key:
+        raw = value.reveal()
+        if handle.algorithm is KeyAlgorithm.EC_P256:
+            return cls(handle, value, public=p256_public_key(raw))
+        key = cls(handle, value, cipher=_cipher(handle.algorithm, raw))
+        if handle.usage is KeyUsage.CVK:
+            key.des_a = DES(raw[:8])
+        return key
+
+    @property
+    def sym(self) -> BlockCipher:
+        assert self.cipher is not None  # usage tables admit only symmetric keys here
+        return self.cipher
+
+
+@dataclass(slots=True)
+class _Call:
+    """What one audited call has resolved and will record."""
+
+    keys: list[_Key]
+    audited: list[tuple[str, str]]
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+def _check_label(operation: str, label: str) -> str:
+    if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        raise HsmError(operation, "a key label is 1-64 characters: letters, digits, _.:/@-")
+    return label
+
+
+def _check_version(operation: str, version: str) -> str:
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise HsmError(operation, "a key version is two characters 0-9 or A-Z")
+    return version
+
+
+def _check_algorithm_for(operation: str, algorithm: KeyAlgorithm, usage: KeyUsage) -> None:
+    if algorithm not in USAGE_ALGORITHMS[usage]:
+        raise KeyUsageError(operation, f"a {usage} key cannot be a {algorithm} key")
+
+
+class SoftHsm(Hsm):
+    """The soft HSM over one keystore file and one audit log."""
+
+    def __init__(
+        self,
+        keystore: Keystore,
+        keys: Iterable[StoredKey],
+        audit: AuditLog,
+        rng: RandomSource,
+    ) -> None:
+        self._keystore = keystore
+        self._keys = {k.handle.label: _Key.build(k.handle, k.value) for k in keys}
+        self._audit = audit
+        self._rng = rng
+        self._lock = threading.RLock()
+        self._volatile_serial = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SoftHsm({str(self._keystore.path)!r}, {len(self._keys)} keys)"
+
+    @staticmethod
+    def default_audit_path(path: Path | str) -> Path:
+        """Where the audit log of keystore ``path`` lives unless told otherwise."""
+        p = Path(path)
+        return p.with_name(p.name + ".audit.jsonl")
+
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        passphrase: SecretStr,
+        *,
+        operator: str = "security officer",
+        rng: RandomSource | None = None,
+        clock: Clock | None = None,
+        audit_path: Path | str | None = None,
+        scrypt_n: int = DEFAULT_SCRYPT_N,
+        audit_sync: bool = False,
+    ) -> SoftHsm:
+        """Create a new, empty keystore and its audit log."""
+        rng = rng or SystemRandom()
+        apath = Path(audit_path) if audit_path else cls.default_audit_path(path)
+        if apath.exists():
+            raise KeystoreError("create_keystore", f"{apath} already exists")
+        keystore = Keystore.create(path, passphrase, rng, scrypt_n=scrypt_n)
+        audit = AuditLog(apath, clock=clock, sync=audit_sync)
+        audit.append("create_keystore", Role.SECURITY_OFFICER.value, operator, [], "ok")
+        return cls(keystore, [], audit, rng)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        passphrase: SecretStr,
+        *,
+        operator: str = "unknown",
+        rng: RandomSource | None = None,
+        clock: Clock | None = None,
+        audit_path: Path | str | None = None,
+        audit_sync: bool = False,
+    ) -> SoftHsm:
+        """Open an existing keystore; the attempt is audited, failed or not."""
+        apath = Path(audit_path) if audit_path else cls.default_audit_path(path)
+        if not apath.exists():
+            raise AuditChainError("open_keystore", f"the audit log {apath} is missing")
+        audit = AuditLog(apath, clock=clock, sync=audit_sync)
+        try:
+            keystore, keys = Keystore.open(path, passphrase)
+        except KeystoreError as e:
+            audit.append("open_keystore", "-", operator, [], type(e).__name__)
+            audit.close()
+            raise
+        audit.append("open_keystore", "-", operator, [], "ok")
+        return cls(keystore, keys, audit, rng or SystemRandom())
+
+    @property
+    def audit_path(self) -> Path:
+        return self._audit.path
+
+    def audit_anchor(self) -> tuple[str, int]:
+        """(head hash, record count) of the audit log, to keep outside it."""
+        return self._audit.head, self._audit.count
+
+    def verify_audit(self) -> ChainReport:
+        """Verify the whole audit chain up to the last record this object wrote."""
+        head, count = self.audit_anchor()
+        return verify_chain(self._audit.path, expected_head=head, expected_count=count)
+
+    def session(self, role: Role, operator: str) -> SoftSession:
+        return SoftSession(self, Role(role), operator)
+
+    def close(self) -> None:
+        """Close the audit log; every session of this HSM stops working."""
+        with self._lock:
+            self._closed = True
+            self._audit.close()
+
+    # -- the key table (under the lock) ---------------------------------------------------
+
+    def _get(self, label: str) -> _Key | None:
+        with self._lock:
+            return self._keys.get(label)
+
+    def _handles(self) -> list[KeyHandle]:
+        with self._lock:
+            return [self._keys[label].handle for label in sorted(self._keys)]
+
+    def _persist(self) -> None:
+        self._keystore.save([StoredKey(k.handle, k.value) for k in self._keys.values()], self._rng)
+
+    def _store(self, operation: str, handle: KeyHandle, value: SecretBytes) -> _Key:
+        key = _Key.build(handle, value)
+        with self._lock:
+            if handle.label in self._keys:
+                raise HsmError(operation, f"a key labelled {handle.label!r} already exists")
+            self._keys[handle.label] = key
+            try:
+                self._persist()
+            except BaseException:
+                del self._keys[handle.label]
+                raise
+        return key
+
+    def _remove(self, label: str) -> None:
+        with self._lock:
+            key = self._keys.pop(label)
+            try:
+                self._persist()
+            except BaseException:
+                self._keys[label] = key
+                raise
+
+    def _label_free(self, operation: str, label: str) -> None:
+        with self._lock:
+            if label in self._keys:
+                raise HsmError(operation, f"a key labelled {label!r} already exists")
+
+    def _next_volatile(self) -> int:
+        with self._lock:
+            self._volatile_serial += 1
+            return self._volatile_serial
+
+
+class _SoftCeremony(Ceremony):
+    """A ceremony inside the soft HSM; every step is audited with the custodian."""
+
+    def __init__(
+        self,
+        session: SoftSession,
+        label: str,
+        algorithm: KeyAlgorithm,
+        usage: KeyUsage,
+        components: int,
+        exportable: bool,
+        version: str,
+    ) -> None:
+        self.label, self.algorithm, self.usage = label, algorithm, usage
+        self.components = components
+        self._session = session
+        self._exportable, self._version = exportable, version
+        self._combiner = ComponentCombiner(algorithm, components)
+        self._lock = threading.Lock()
+        self._done = False
+
+    @property
+    def custodians(self) -> tuple[str, ...]:
+        return self._combiner.custodians
+
+    def _detail(self, step: str) -> dict[str, str]:
+        return {"step": step, "label": self.label, "usage": self.usage.value}
+
+    def add_component(self, custodian: str, value: SecretBytes, kcv: str) -> str:
+        with self._session._call(Operation.CEREMONY, detail=self._detail("component")) as c:
+            c.detail["custodian"] = str(custodian)[:64]
+            with self._lock:
+                if self._done:
+                    raise HsmError("ceremony", "this ceremony is finished")
+                actual = self._combiner.add(custodian, value, kcv)
+            c.detail["component_kcv"] = actual
+            return actual
+
+    def complete(self, expected_kcv: str | None = None) -> KeyHandle:
+        with self._session._call(Operation.CEREMONY, detail=self._detail("complete")) as c:
+            with self._lock:
+                if self._done:
+                    raise HsmError("ceremony", "this ceremony is finished")
+                value, kcv = self._combiner.combine(expected_kcv)
+                handle = KeyHandle(
+                    self.label, self.algorithm, self.usage, kcv, self._version, self._exportable
+                )
+                self._session._hsm._store("ceremony", handle, value)
+                self._done = True
+                c.detail["custodians"] = ",".join(self._combiner.custodians)
+                self._combiner.clear()
+            c.audited.append((handle.label, handle.kcv))
+            return handle
+
+    def abort(self) -> None:
+        with (
+            self._session._call(Operation.CEREMONY, detail=self._detail("abort")),
+            self._lock,
+        ):
+            self._combiner.clear()
+            self._done = True
+
+
+class SoftSession(HsmSession):
+    """One caller's session on a :class:`SoftHsm`."""
+
+    def __init__(self, hsm: SoftHsm, role: Role, operator: str) -> None:
+        if not isinstance(operator, str) or not _OPERATOR.fullmatch(operator):
+            raise HsmError("session", "an operator name is 1-64 letters, digits, space, _.:/@-")
+        self._hsm = hsm
+        self.role = role
+        self.operator = operator
+        self._volatile: dict[str, _Key] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SoftSession({self.role.value}, {self.operator!r})"
+
+    def close(self) -> None:
+        with self._hsm._lock:
+            self._volatile.clear()
+            self._closed = True
+
+    # -- the one path every call takes ---------------------------------------------------
+
+    @contextmanager
+    def _call(
+        self,
+        op: Operation,
+        *keys: tuple[KeyHandle, _Usages],
+        detail: dict[str, str] | None = None,
+    ) -> Iterator[_Call]:
+        if self._closed or self._hsm._closed:
+            raise HsmError(op.value, "the session is closed")  # nothing to audit with
+        call = _Call([], [(h.label, h.kcv) for h, _ in keys], detail or {})
+        try:
+            require(self.role, op)
+            call.keys = [self._resolve(op, h, allowed) for h, allowed in keys]
+            yield call
+        except HsmError as e:
+            self._record(op, call, type(e).__name__)
+            raise
+        except (CardpersoError, CipherError) as e:
+            # Recipe errors name a field and a rule, never a value (DESIGN.md §4).
+            self._record(op, call, type(e).__name__)
+            raise HsmError(op.value, str(e)) from None
+        except (ValueError, TypeError) as e:
+            # Foreign messages may quote their input: keep only the class.
+            self._record(op, call, type(e).__name__)
+            raise HsmError(op.value, "invalid argument") from None
+        else:
+            self._record(op, call, "ok")
+
+    def _record(self, op: Operation, call: _Call, result: str) -> None:
+        self._hsm._audit.append(
+            op.value, self.role.value, self.operator, call.audited, result, call.detail
+        )
+
+    def _resolve(self, op: Operation, handle: KeyHandle, allowed: _Usages) -> _Key:
+        if not isinstance(handle, KeyHandle):
+            raise HsmError(op.value, "a key argument must be a KeyHandle")
+        key = self._volatile.get(handle.label) or self._hsm._get(handle.label)
+        if key is None:
+            raise KeyNotFoundError(op.value, f"no key labelled {handle.label!r}")
+        if key.handle.kcv != handle.kcv or key.handle.algorithm != handle.algorithm:
+            raise KeyNotFoundError(op.value, f"handle {handle.label!r} does not match the key")
+        if key.handle.usage not in allowed:
+            need = ", ".join(sorted(u.value for u in allowed))
+            raise KeyUsageError(
+                op.value,
+                f"key {handle.label!r} has usage {key.handle.usage.value}; this needs {need}",
+            )
+        return key
+
+    # -- key management -------------------------------------------------------------------
+
+    def list_keys(self) -> list[KeyHandle]:
+        with self._call(Operation.LIST_KEYS):
+            return self._hsm._handles()
+
+    def get_key(self, label: str) -> KeyHandle:
+        with self._call(Operation.LIST_KEYS, detail={"label": str(label)[:64]}) as c:
+            key = self._hsm._get(_check_label("get_key", label))
+            if key is None:
+                raise KeyNotFoundError("get_key", f"no key labelled {label!r}")
+            c.audited.append((key.handle.label, key.handle.kcv))
+            return key.handle
+
+    def generate_key(
+        self,
+        label: str,
+        algorithm: KeyAlgorithm,
+        usage: KeyUsage,
+        *,
+        exportable: bool = False,
+        version: str = "00",
+    ) -> KeyHandle:
+        op = Operation.GENERATE_KEY
+        with self._call(op, detail={"label": str(label)[:64], "usage": str(usage)}) as c:
+            algorithm, usage = KeyAlgorithm(algorithm), KeyUsage(usage)
+            _check_label(op.value, label)
+            _check_version(op.value, version)
+            if usage in _SESSION_USAGES:
+                raise KeyUsageError(op.value, "session keys come only from ecdh_agree")
+            _check_algorithm_for(op.value, algorithm, usage)
+            self._hsm._label_free(op.value, label)
+            rng = self._hsm._rng
+            if algorithm is KeyAlgorithm.EC_P256:
+                raw = p256_generate_scalar(rng)
+            else:
+                raw = rng.random_bytes(ALGORITHM_KEY_LENGTH[algorithm])
+                if algorithm.is_tdes:
+                    raw = adjust_des_parity(raw)
+            handle = KeyHandle(
+                label, algorithm, usage, key_check_value(algorithm, raw), version, bool(exportable)
+            )
+            self._hsm._store(op.value, handle, SecretBytes(raw))
+            c.audited.append((handle.label, handle.kcv))
+            return handle
+
+    def destroy_key(self, key: KeyHandle) -> None:
+        with self._call(Operation.DESTROY_KEY, (key, frozenset(KeyUsage))) as c:
+            k = c.keys[0]
+            if key.label in self._volatile:
+                with self._hsm._lock:
+                    del self._volatile[key.label]
+                return
+            if self.role is not Role.SECURITY_OFFICER:
+                raise PermissionDeniedError(
+                    "destroy_key", f"role {self.role.value} may destroy only its session keys"
+                )
+            self._hsm._remove(k.handle.label)
+
+    def begin_ceremony(
+        self,
+        label: str,
+        algorithm: KeyAlgorithm,
+        usage: KeyUsage,
+        *,
+        components: int = 2,
+        exportable: bool = False,
+        version: str = "00",
+    ) -> Ceremony:
+        op = Operation.CEREMONY
+        detail = {"step": "begin", "label": str(label)[:64], "usage": str(usage)}
+        with self._call(op, detail=detail):
+            algorithm, usage = KeyAlgorithm(algorithm), KeyUsage(usage)
+            _check_label(op.value, label)
+            _check_version(op.value, version)
+            if usage in _SESSION_USAGES:
+                raise KeyUsageError(op.value, "session keys come only from ecdh_agree")
+            _check_algorithm_for(op.value, algorithm, usage)
+            self._hsm._label_free(op.value, label)
+            return _SoftCeremony(
+                self, label, algorithm, usage, components, bool(exportable), version
+            )
+
+    def import_key_block(
+        self, kek: KeyHandle, block: str, label: str, *, usage: KeyUsage | None = None
+    ) -> KeyHandle:
+        op = Operation.IMPORT_KEY_BLOCK
+        with self._call(op, (kek, _u(KeyUsage.KEK)), detail={"label": str(label)[:64]}) as c:
+            _check_label(op.value, label)
+            self._hsm._label_free(op.value, label)
+            w = c.keys[0]
+            variant = (
+                tr31.tdes_variant_source(w.value.reveal()) if w.handle.algorithm.is_tdes else None
+            )
+            header, raw = tr31.unwrap(w.sym, block, kbpk_variant=variant)
+            algorithm, found, exportable, version = keyblocks.read_header(
+                header, len(raw), None if usage is None else KeyUsage(usage)
+            )
+            keyblocks.check_strength(op.value, w.handle, algorithm)
+            _check_algorithm_for(op.value, algorithm, found)
+            c.detail["tr31"] = f"{header.version_id}/{header.key_usage}/{header.mode_of_use}"
+            handle = KeyHandle(
+                label, algorithm, found, key_check_value(algorithm, raw), version, exportable
+            )
+            self._hsm._store(op.value, handle, SecretBytes(raw))
+            c.audited.append((handle.label, handle.kcv))
+            return handle
+
+    def export_key_block(
+        self, kek: KeyHandle, key: KeyHandle, *, exportable_by_receiver: bool = False
+    ) -> str:
+        op = Operation.EXPORT_KEY_BLOCK
+        wrapping = _u(KeyUsage.KEK, KeyUsage.ISSUER_KEK)
+        with self._call(op, (kek, wrapping), (key, _ANY_EXPORTABLE)) as c:
+            w, k = c.keys
+            if not k.handle.exportable:
+                raise KeyUsageError(op.value, f"key {k.handle.label!r} is not exportable")
+            keyblocks.check_strength(op.value, w.handle, k.handle.algorithm)
+            header = keyblocks.export_header(
+                w.handle, k.handle, exportable_by_receiver=exportable_by_receiver
+            )
+            return tr31.wrap(w.sym, header, k.value.reveal(), self._hsm._rng)
+
+    def public_key(self, key: KeyHandle) -> bytes:
+        with self._call(Operation.PUBLIC_KEY, (key, _u(KeyUsage.KEY_AGREEMENT))) as c:
+            public = c.keys[0].public
+            assert public is not None
+            return public
+
+    # -- card keys ------------------------------------------------------------------------
+
+    @staticmethod
+    def _kd(op: Operation, km: _Key, serial: bytes, scheme: KdScheme | None) -> BlockCipher:
+        """KD as a cipher: AES for an AES KM, 2-key TDES for a TDES KM."""
+        kd = _derive_kd(op, km, serial, scheme)
+        return AES(kd) if km.handle.algorithm.is_aes else TDES(kd)
+
+    def kd_for_initialization(
+        self, km: KeyHandle, serial: bytes, *, scheme: KdScheme | None = None
+    ) -> SecretBytes:
+        op = Operation.KD_FOR_INITIALIZATION
+        with self._call(op, (km, _u(KeyUsage.KD_MASTER)), detail=_serial_detail(serial)) as c:
+            return SecretBytes(_derive_kd(op, c.keys[0], serial, scheme))
+
+    def card_cryptogram(
+        self, km: KeyHandle, serial: bytes, challenge: bytes, *, scheme: KdScheme | None = None
+    ) -> bytes:
+        op = Operation.CARD_CRYPTOGRAM
+        with self._call(op, (km, _u(KeyUsage.KD_MASTER)), detail=_serial_detail(serial)) as c:
+            kd = self._kd(op, c.keys[0], serial, scheme)
+            return _internal_auth(kd, _check_challenge(op, challenge))
+
+    def verify_card_cryptogram(
+        self,
+        km: KeyHandle,
+        serial: bytes,
+        challenge: bytes,
+        response: bytes,
+        *,
+        scheme: KdScheme | None = None,
+    ) -> bool:
+        op = Operation.VERIFY_CARD_CRYPTOGRAM
+        with self._call(op, (km, _u(KeyUsage.KD_MASTER)), detail=_serial_detail(serial)) as c:
+            kd = self._kd(op, c.keys[0], serial, scheme)
+            ok = verify_mac(_internal_auth(kd, _check_challenge(op, challenge)), bytes(response))
+            c.detail["verified"] = str(ok).lower()
+            return ok
+
+    def external_auth_cryptogram(
+        self,
+        km: KeyHandle,
+        serial: bytes,
+        card_challenge: bytes,
+        *,
+        scheme: KdScheme | None = None,
+    ) -> bytes:
+        op = Operation.EXTERNAL_AUTH_CRYPTOGRAM
+        with self._call(op, (km, _u(KeyUsage.KD_MASTER)), detail=_serial_detail(serial)) as c:
+            kd = self._kd(op, c.keys[0], serial, scheme)
+            if len(card_challenge) != kd.block_size:
+                raise HsmError(op.value, f"the card challenge must be {kd.block_size} bytes")
+            return kd.encrypt_ecb(bytes(card_challenge))
+
+    def emv_cryptogram(
+        self,
+        imk: KeyHandle,
+        pan: str,
+        psn: str,
+        r: bytes,
+        data: bytes,
+        *,
+        method: str = "A",
+        padding: int = 2,
+    ) -> bytes:
+        op = Operation.EMV_CRYPTOGRAM
+        with self._call(op, (imk, _u(KeyUsage.EMV_IMK)), detail={"method": str(method)}) as c:
+            if method == "A":
+                icc_mk = emv_keys.derive_icc_mk_a(c.keys[0].sym, pan, psn)
+            elif method == "B":
+                icc_mk = emv_keys.derive_icc_mk_b(c.keys[0].sym, pan, psn)
+            else:
+                raise HsmError(op.value, "the EMV derivation method is A or B")
+            sk = emv_keys.derive_common_session_key(TDES(icc_mk), bytes(r))
+            return emv_keys.generate_ac(sk, bytes(data), padding=padding)
+
+    def translate_to_card(
+        self,
+        transport: KeyHandle,
+        ciphertext: bytes,
+        iv: bytes,
+        km: KeyHandle,
+        serial: bytes,
+        *,
+        scheme: KdScheme | None = None,
+    ) -> SealedData:
+        op = Operation.TRANSLATE_TO_CARD
+        keys = ((transport, _u(KeyUsage.TRANSPORT)), (km, _u(KeyUsage.KD_MASTER)))
+        with self._call(op, *keys, detail=_serial_detail(serial)) as c:
+            t, m = c.keys
+            plain = _decrypt_transport(t, ciphertext, iv)
+            kd = self._kd(op, m, serial, scheme)
+            n = ALGORITHM_KEY_LENGTH[m.handle.algorithm] if kd.algorithm == "AES" else 16
+            k_enc = sp800_108_counter_cmac(kd, KD_ENC_LABEL, b"", n)
+            k_mac = sp800_108_counter_cmac(kd, KD_MAC_LABEL, b"", n)
+            family = KeyAlgorithm.AES_128 if kd.algorithm == "AES" else KeyAlgorithm.TDES_2KEY
+            return _seal(_cipher(family, k_enc), _cipher(family, k_mac), plain)
+
+    def ecdh_agree(
+        self, card_public: bytes, *, key: KeyHandle | None = None, context: bytes = b""
+    ) -> AgreedKeys:
+        op = Operation.ECDH_AGREE
+        keys = ((key, _u(KeyUsage.KEY_AGREEMENT)),) if key is not None else ()
+        with self._call(op, *keys, detail={"static": str(key is not None).lower()}) as c:
+            if c.keys:
+                d, host_public = c.keys[0].value.reveal(), c.keys[0].public
+                assert host_public is not None
+            else:
+                d = p256_generate_scalar(self._hsm._rng)
+                host_public = p256_public_key(d)
+            card_public = bytes(card_public)
+            z = p256_ecdh(d, card_public)
+            # SP 800-56C r2 §5.1 two-step KDF: extract with AES-CMAC, expand with SP 800-108.
+            kdk = AES(cmac(AES(_ECDH_SALT), z))
+            info = host_public + card_public + bytes(context)
+            n = self._hsm._next_volatile()
+            enc = self._add_volatile(
+                f"session/{n}/enc", KeyUsage.SESSION_ENC, kdk, ECDH_ENC_LABEL, info
+            )
+            mac = self._add_volatile(
+                f"session/{n}/mac", KeyUsage.SESSION_MAC, kdk, ECDH_MAC_LABEL, info
+            )
+            c.audited.extend([(enc.label, enc.kcv), (mac.label, mac.kcv)])
+            return AgreedKeys(enc, mac, host_public)
+
+    def _add_volatile(
+        self, label: str, usage: KeyUsage, kdk: BlockCipher, kdf_label: bytes, info: bytes
+    ) -> KeyHandle:
+        raw = sp800_108_counter_cmac(kdk, kdf_label, info, 16)
+        algorithm = KeyAlgorithm.AES_128
+        handle = KeyHandle(label, algorithm, usage, key_check_value(algorithm, raw))
+        with self._hsm._lock:
+            self._volatile[label] = _Key.build(handle, SecretBytes(raw))
+        return handle
+
+    def translate_to_session(
+        self, transport: KeyHandle, ciphertext: bytes, iv: bytes, session: AgreedKeys
+    ) -> SealedData:
+        op = Operation.TRANSLATE_TO_SESSION
+        keys = (
+            (transport, _u(KeyUsage.TRANSPORT)),
+            (session.enc, _u(KeyUsage.SESSION_ENC)),
+            (session.mac, _u(KeyUsage.SESSION_MAC)),
+        )
+        with self._call(op, *keys) as c:
+            t, enc, mac = c.keys
+            return _seal(enc.sym, mac.sym, _decrypt_transport(t, ciphertext, iv))
+
+    def encrypt_data(self, key: KeyHandle, plaintext: bytes, iv: bytes) -> bytes:
+        with self._call(Operation.ENCRYPT_DATA, (key, _u(KeyUsage.TRANSPORT))) as c:
+            cipher = c.keys[0].sym
+            return cipher.encrypt_cbc(pad_iso9797(bytes(plaintext), 16, 2), _check_iv(iv))
+
+    def decrypt_data(self, key: KeyHandle, ciphertext: bytes, iv: bytes) -> bytes:
+        with self._call(Operation.DECRYPT_DATA, (key, _u(KeyUsage.TRANSPORT))) as c:
+            return _decrypt_transport(c.keys[0], ciphertext, iv)
+
+    # -- PINs -----------------------------------------------------------------------------
+
+    def _pin(self, key: _Key, pin_block: bytes, pan: str | None, fmt: PinBlockFormat) -> str:
+        return pinblock.decrypt_pin_block(key.sym, fmt, bytes(pin_block), pan)
+
+    def _block(self, key: _Key, pin: str, pan: str | None, fmt: PinBlockFormat) -> bytes:
+        return pinblock.encrypt_pin_block(key.sym, fmt, pin, pan, self._hsm._rng)
+
+    def generate_pin(
+        self, pin_key: KeyHandle, pan: str | None, fmt: PinBlockFormat, *, length: int = 4
+    ) -> bytes:
+        op = Operation.GENERATE_PIN
+        with self._call(op, (pin_key, _PIN_KEY), detail=_fmt_detail(fmt)) as c:
+            pin = pinblock.random_pin(self._hsm._rng, length)
+            return self._block(c.keys[0], pin, pan, fmt)
+
+    def ibm3624_pin(
+        self,
+        pdk: KeyHandle,
+        pin_key: KeyHandle,
+        pan: str | None,
+        fmt: PinBlockFormat,
+        validation_data: str,
+        decimalization_table: str,
+        *,
+        pin_length: int = 4,
+        offset: str | None = None,
+        pad: str = "F",
+    ) -> bytes:
+        op = Operation.IBM3624_PIN
+        keys = ((pdk, _PVK), (pin_key, _PIN_KEY))
+        with self._call(op, *keys, detail=_fmt_detail(fmt)) as c:
+            d, p = c.keys
+            if offset is None:
+                pin = ibm3624.natural_pin(
+                    d.sym, validation_data, decimalization_table, pin_length, pad
+                )
+            else:
+                if len(offset) != pin_length:
+                    raise HsmError(op.value, "the offset must have pin_length digits")
+                pin = ibm3624.pin_from_offset(
+                    d.sym, validation_data, decimalization_table, offset, pad
+                )
+            return self._block(p, pin, pan, fmt)
+
+    def ibm3624_offset(
+        self,
+        pdk: KeyHandle,
+        pin_key: KeyHandle,
+        pin_block: bytes,
+        pan: str | None,
+        fmt: PinBlockFormat,
+        validation_data: str,
+        decimalization_table: str,
+        *,
+        pad: str = "F",
+    ) -> str:
+        op = Operation.IBM3624_OFFSET
+        keys = ((pdk, _PVK), (pin_key, _PIN_KEY))
+        with self._call(op, *keys, detail=_fmt_detail(fmt)) as c:
+            d, p = c.keys
+            pin = self._pin(p, pin_block, pan, fmt)
+            return ibm3624.offset_from_pin(d.sym, validation_data, decimalization_table, pin, pad)
+
+    def verify_ibm3624(
+        self,
+        pdk: KeyHandle,
+        pin_key: KeyHandle,
+        pin_block: bytes,
+        pan: str | None,
+        fmt: PinBlockFormat,
+        validation_data: str,
+        decimalization_table: str,
+        offset: str,
+        *,
+        pad: str = "F",
+    ) -> bool:
+        op = Operation.VERIFY_IBM3624
+        keys = ((pdk, _PVK), (pin_key, _PIN_KEY))
+        with self._call(op, *keys, detail=_fmt_detail(fmt)) as c:
+            d, p = c.keys
+            pin = self._pin(p, pin_block, pan, fmt)
+            ok = ibm3624.verify_offset(
+                d.sym, validation_data, decimalization_table, pin, offset, pad
+            )
+            c.detail["verified"] = str(ok).lower()
+            return ok
+
+    def pvv(
+        self,
+        pvk: KeyHandle,
+        pin_key: KeyHandle,
+        pin_block: bytes,
+        pan: str,
+        fmt: PinBlockFormat,
+        pvki: str,
+    ) -> str:
+        keys = ((pvk, _PVK), (pin_key, _PIN_KEY))
+        with self._call(Operation.PVV, *keys, detail=_fmt_detail(fmt)) as c:
+            v, p = c.keys
+            return pvv_recipe.pvv(v.sym, pan, pvki, self._pin(p, pin_block, pan, fmt))
+
+    def verify_pvv(
+        self,
+        pvk: KeyHandle,
+        pin_key: KeyHandle,
+        pin_block: bytes,
+        pan: str,
+        fmt: PinBlockFormat,
+        pvki: str,
+        pvv: str,
+    ) -> bool:
+        keys = ((pvk, _PVK), (pin_key, _PIN_KEY))
+        with self._call(Operation.VERIFY_PVV, *keys, detail=_fmt_detail(fmt)) as c:
+            v, p = c.keys
+            pin = self._pin(p, pin_block, pan, fmt)
+            ok = pvv_recipe.verify_pvv(v.sym, pan, pvki, pin, pvv)
+            c.detail["verified"] = str(ok).lower()
+            return ok
+
+    def translate_pin_block(
+        self,
+        src_key: KeyHandle,
+        dst_key: KeyHandle,
+        pin_block: bytes,
+        pan: str | None,
+        src_fmt: PinBlockFormat,
+        dst_fmt: PinBlockFormat,
+    ) -> bytes:
+        op = Operation.TRANSLATE_PIN_BLOCK
+        detail = {"from": str(int(src_fmt)), "to": str(int(dst_fmt))}
+        with self._call(op, (src_key, _PIN_KEY), (dst_key, _PIN_KEY), detail=detail) as c:
+            s, d = c.keys
+            if int(dst_fmt) == PinBlockFormat.ISO_1 and int(src_fmt) != PinBlockFormat.ISO_1:
+                # PCI PIN Security Requirements: never out of a PAN-bound format into format 1.
+                raise HsmError(op.value, "a PAN-bound PIN block cannot become format 1")
+            return self._block(d, self._pin(s, pin_block, pan, src_fmt), pan, dst_fmt)
+
+    def print_pin_mailer(
+        self,
+        pin_key: KeyHandle,
+        pin_block: bytes,
+        pan: str | None,
+        fmt: PinBlockFormat,
+        renderer: PinMailerRenderer,
+    ) -> bytes:
+        op = Operation.PRINT_PIN_MAILER
+        with self._call(op, (pin_key, _PIN_KEY), detail=_fmt_detail(fmt)) as c:
+            pin = SecretStr(self._pin(c.keys[0], pin_block, pan, fmt))
+            document: object = None
+            try:
+                document = renderer(pin)
+            except Exception:
+                # Its message or traceback could quote the PIN: report only the fact,
+                # raised outside the handler so the renderer's error is not even chained.
+                document = _RENDER_FAILED
+            if document is _RENDER_FAILED:
+                raise HsmError(op.value, "the PIN mailer renderer failed")
+            if not isinstance(document, bytes):
+                raise HsmError(op.value, "the PIN mailer renderer must return bytes")
+            c.detail["document_bytes"] = str(len(document))
+            return document
+
+    # -- card verification values and MACs ----------------------------------------------------
+
+    def generate_cvv(self, cvk: KeyHandle, pan: str, expiry_yymm: str, service_code: str) -> str:
+        op = Operation.GENERATE_CVV
+        with self._call(op, (cvk, _u(KeyUsage.CVK)), detail={"service_code": "given"}) as c:
+            k = c.keys[0]
+            assert k.des_a is not None
+            return cvv_recipe.cvv(k.des_a, k.sym, pan, expiry_yymm, service_code)
+
+    def verify_cvv(
+        self, cvk: KeyHandle, pan: str, expiry_yymm: str, service_code: str, value: str
+    ) -> bool:
+        with self._call(Operation.VERIFY_CVV, (cvk, _u(KeyUsage.CVK))) as c:
+            k = c.keys[0]
+            assert k.des_a is not None
+            ok = cvv_recipe.verify_cvv(k.des_a, k.sym, pan, expiry_yymm, service_code, value)
+            c.detail["verified"] = str(ok).lower()
+            return ok
+
+    def _mac(self, op: Operation, key: _Key, data: bytes, algorithm: MacAlgorithm) -> bytes:
+        algorithm = MacAlgorithm(algorithm)
+        if algorithm is MacAlgorithm.CMAC:
+            return cmac(key.sym, bytes(data))
+        if key.handle.algorithm is not KeyAlgorithm.TDES_2KEY:
+            raise KeyUsageError(op.value, "the retail MAC needs a TDES-2KEY key")
+        raw = key.value.reveal()
+        return mac_alg3(DES(raw[:8]), DES(raw[8:]), bytes(data), 2)
+
+    def generate_mac(
+        self,
+        key: KeyHandle,
+        data: bytes,
+        *,
+        algorithm: MacAlgorithm = MacAlgorithm.CMAC,
+        length: int = 8,
+    ) -> bytes:
+        op = Operation.GENERATE_MAC
+        with self._call(op, (key, _u(KeyUsage.MAC)), detail={"algorithm": str(algorithm)}) as c:
+            full = self._mac(op, c.keys[0], data, algorithm)
+            if not 4 <= length <= len(full):
+                raise HsmError(op.value, f"MAC length must be 4 to {len(full)} bytes")
+            return full[:length]
+
+    def verify_mac(
+        self,
+        key: KeyHandle,
+        data: bytes,
+        mac: bytes,
+        *,
+        algorithm: MacAlgorithm = MacAlgorithm.CMAC,
+    ) -> bool:
+        op = Operation.VERIFY_MAC
+        with self._call(op, (key, _u(KeyUsage.MAC)), detail={"algorithm": str(algorithm)}) as c:
+            full = self._mac(op, c.keys[0], data, algorithm)
+            if not 4 <= len(mac) <= len(full):
+                raise HsmError(op.value, f"MAC length must be 4 to {len(full)} bytes")
+            ok = verify_mac(full[: len(mac)], bytes(mac))
+            c.detail["verified"] = str(ok).lower()
+            return ok
+
+
+_PIN_KEY = _u(KeyUsage.PIN_ENCRYPTION)
+_RENDER_FAILED = object()
+_PVK = _u(KeyUsage.PIN_VERIFICATION)
+
+
+def _fmt_detail(fmt: PinBlockFormat) -> dict[str, str]:
+    return {"format": str(int(fmt))}
+
+
+def _serial_detail(serial: bytes) -> dict[str, str]:
+    return {"serial": bytes(serial).hex().upper()[:128]}
+
+
+def _derive_kd(op: Operation, km: _Key, serial: bytes, scheme: KdScheme | None) -> bytes:
+    """KD from KM and the chip serial (see :class:`~cardperso.hsm.api.KdScheme`)."""
+    algorithm = km.handle.algorithm
+    if scheme is None:
+        scheme = KdScheme.AES_SP800_108 if algorithm.is_aes else KdScheme.EMV_3DES
+    scheme = KdScheme(scheme)
+    serial = bytes(serial)
+    if scheme is KdScheme.AES_SP800_108:
+        if not algorithm.is_aes:
+            raise KeyUsageError(op.value, f"scheme {scheme.value} needs an AES master key")
+        if not 1 <= len(serial) <= 64:
+            raise HsmError(op.value, "the chip serial must be 1 to 64 bytes")
+        return sp800_108_counter_cmac(km.sym, KD_LABEL, serial, ALGORITHM_KEY_LENGTH[algorithm])
+    if not algorithm.is_tdes:
+        raise KeyUsageError(op.value, f"scheme {scheme.value} needs a TDES master key")
+    if len(serial) != 8:
+        raise HsmError(op.value, "scheme emv-3des needs an 8-byte chip serial")
+    # EMV Book 2 A1.4.1 steps 2-3 with Y = the serial block. payments.emv_keys runs the
+    # same steps but takes Y as PAN digits, which a hex chip serial is not.
+    inverted = bytes(a ^ b for a, b in zip(serial, _FF8, strict=True))
+    return adjust_des_parity(km.sym.encrypt_ecb(serial + inverted))
+
+
+def _check_challenge(op: Operation, challenge: bytes) -> bytes:
+    challenge = bytes(challenge)
+    if not 1 <= len(challenge) <= MAX_CHALLENGE:
+        raise HsmError(op.value, f"the challenge must be 1 to {MAX_CHALLENGE} bytes")
+    return challenge
+
+
+def _internal_auth(kd: BlockCipher, challenge: bytes) -> bytes:
+    """The card's INTERNAL AUTHENTICATE answer: CMAC_KD(88 || challenge), one block.
+
+    The INS byte 88 in front keeps this apart from every other use of KD (the
+    EXTERNAL AUTHENTICATE cryptogram E_KD(challenge), the SM key derivation).
+    """
+    return cmac(kd, INTERNAL_AUTH_PREFIX + challenge)
+
+
+def _check_iv(iv: bytes) -> bytes:
+    if len(iv) != 16:
+        raise CipherError("the IV must be 16 bytes")
+    return bytes(iv)
+
+
+def _decrypt_transport(key: _Key, ciphertext: bytes, iv: bytes) -> bytes:
+    """AES-CBC decryption and strict method-2 unpadding under a TRANSPORT key.
+
+    A padding failure is reported (callers must check the issuer file's MAC first,
+    so a padding oracle on unauthenticated data never arises).
+    """
+    ciphertext = bytes(ciphertext)
+    if not ciphertext or len(ciphertext) % 16:
+        raise CipherError("the ciphertext must be a positive multiple of 16 bytes")
+    return unpad_m2(key.sym.decrypt_cbc(ciphertext, _check_iv(iv)), 16)
+
+
+def _seal(enc: BlockCipher, mac: BlockCipher, plain: bytes) -> SealedData:
+    cryptogram = enc.encrypt_cbc(pad_iso9797(plain, enc.block_size, 2))
+    return SealedData(cryptogram, cmac(mac, cryptogram)[:SEALED_MAC_LENGTH])

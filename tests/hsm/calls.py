@@ -1,0 +1,131 @@
+"""One valid call of every HSM operation, for the permission and usage matrices."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cardperso.crypto.ec import p256_public_key
+from cardperso.crypto.secret import SecretBytes
+from cardperso.hsm import HsmSession, KeyAlgorithm, KeyUsage, Operation, PinBlockFormat, Role
+from cardperso.hsm.ceremony import key_check_value
+
+from .support import IV, PAN, SERIAL, Harness, Kit, build_kit
+
+F0 = PinBlockFormat.ISO_0
+CARD_PUBLIC = p256_public_key(bytes(31) + b"\x07")
+TABLE = "0123456789012345"
+_counter = itertools.count()
+
+
+@dataclass
+class Prepared:
+    """A kit plus data made with it: a PIN block, issuer data, a key block."""
+
+    h: Harness
+    kit: Kit
+    pin_block: bytes
+    issuer_data: bytes
+    key_block: str
+    pvv: str
+    offset: str
+    cvv: str
+    mac: bytes
+    cryptogram: bytes
+
+
+def prepare(h: Harness) -> Prepared:
+    kit = build_kit(h)
+    dp = h.session(Role.DATAPREP)
+    block = dp.generate_pin(kit.zpk, PAN, F0, length=6)
+    return Prepared(
+        h=h,
+        kit=kit,
+        pin_block=block,
+        issuer_data=dp.encrypt_data(kit.transport, b"issuer record", IV),
+        key_block=h.officer.export_key_block(kit.kek, kit.exportable),
+        pvv=dp.pvv(kit.pvk, kit.zpk, block, PAN, F0, "1"),
+        offset=dp.ibm3624_offset(kit.pvk, kit.zpk, block, PAN, F0, PAN[-12:], TABLE),
+        cvv=dp.generate_cvv(kit.cvk, PAN, "2812", "101"),
+        mac=dp.generate_mac(kit.mac, b"data"),
+        cryptogram=h.session(Role.QC).card_cryptogram(kit.km_aes, SERIAL, bytes(16)),
+    )
+
+
+def _label() -> str:
+    return f"made-{next(_counter)}"
+
+
+def _destroy(s: HsmSession, p: Prepared) -> object:
+    return s.destroy_key(p.h.new(_label(), KeyAlgorithm.AES_128, KeyUsage.MAC))
+
+
+def _ceremony(s: HsmSession, p: Prepared) -> object:
+    c = s.begin_ceremony(_label(), KeyAlgorithm.AES_128, KeyUsage.MAC)
+    for name, part in (("alice", bytes(range(16))), ("bob", bytes(range(1, 17)))):
+        c.add_component(name, SecretBytes(part), key_check_value(KeyAlgorithm.AES_128, part))
+    return c.complete()
+
+
+def _translate_to_session(s: HsmSession, p: Prepared) -> object:
+    # Session keys belong to the session that agreed them; a role that may not agree
+    # keys gets some from a personalization session (and is refused before using them).
+    agreeing = s if s.role is Role.PERSONALIZATION else p.h.session(Role.PERSONALIZATION)
+    keys = agreeing.ecdh_agree(CARD_PUBLIC)
+    return s.translate_to_session(p.kit.transport, p.issuer_data, IV, keys)
+
+
+CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
+    Operation.LIST_KEYS: lambda s, p: s.list_keys(),
+    Operation.GENERATE_KEY: lambda s, p: s.generate_key(
+        _label(), KeyAlgorithm.AES_128, KeyUsage.MAC
+    ),
+    Operation.DESTROY_KEY: _destroy,
+    Operation.CEREMONY: _ceremony,
+    Operation.IMPORT_KEY_BLOCK: lambda s, p: s.import_key_block(p.kit.kek, p.key_block, _label()),
+    Operation.EXPORT_KEY_BLOCK: lambda s, p: s.export_key_block(p.kit.kek, p.kit.exportable),
+    Operation.PUBLIC_KEY: lambda s, p: s.public_key(p.kit.ec),
+    Operation.KD_FOR_INITIALIZATION: lambda s, p: s.kd_for_initialization(p.kit.km_aes, SERIAL),
+    Operation.CARD_CRYPTOGRAM: lambda s, p: s.card_cryptogram(p.kit.km_aes, SERIAL, bytes(16)),
+    Operation.VERIFY_CARD_CRYPTOGRAM: lambda s, p: s.verify_card_cryptogram(
+        p.kit.km_aes, SERIAL, bytes(16), p.cryptogram
+    ),
+    Operation.EXTERNAL_AUTH_CRYPTOGRAM: lambda s, p: s.external_auth_cryptogram(
+        p.kit.km_aes, SERIAL, bytes(16)
+    ),
+    Operation.EMV_CRYPTOGRAM: lambda s, p: s.emv_cryptogram(
+        p.kit.imk, PAN, "00", bytes(8), b"amount"
+    ),
+    Operation.TRANSLATE_TO_CARD: lambda s, p: s.translate_to_card(
+        p.kit.transport, p.issuer_data, IV, p.kit.km_aes, SERIAL
+    ),
+    Operation.TRANSLATE_TO_SESSION: _translate_to_session,
+    Operation.ENCRYPT_DATA: lambda s, p: s.encrypt_data(p.kit.transport, b"x", IV),
+    Operation.DECRYPT_DATA: lambda s, p: s.decrypt_data(p.kit.transport, p.issuer_data, IV),
+    Operation.GENERATE_PIN: lambda s, p: s.generate_pin(p.kit.zpk, PAN, F0),
+    Operation.IBM3624_PIN: lambda s, p: s.ibm3624_pin(
+        p.kit.pvk, p.kit.zpk, PAN, F0, PAN[-12:], TABLE
+    ),
+    Operation.IBM3624_OFFSET: lambda s, p: s.ibm3624_offset(
+        p.kit.pvk, p.kit.zpk, p.pin_block, PAN, F0, PAN[-12:], TABLE
+    ),
+    Operation.VERIFY_IBM3624: lambda s, p: s.verify_ibm3624(
+        p.kit.pvk, p.kit.zpk, p.pin_block, PAN, F0, PAN[-12:], TABLE, p.offset
+    ),
+    Operation.PVV: lambda s, p: s.pvv(p.kit.pvk, p.kit.zpk, p.pin_block, PAN, F0, "1"),
+    Operation.VERIFY_PVV: lambda s, p: s.verify_pvv(
+        p.kit.pvk, p.kit.zpk, p.pin_block, PAN, F0, "1", p.pvv
+    ),
+    Operation.TRANSLATE_PIN_BLOCK: lambda s, p: s.translate_pin_block(
+        p.kit.zpk, p.kit.zpk, p.pin_block, PAN, F0, PinBlockFormat.ISO_3
+    ),
+    Operation.PRINT_PIN_MAILER: lambda s, p: s.print_pin_mailer(
+        p.kit.zpk, p.pin_block, PAN, F0, lambda pin: b"letter"
+    ),
+    Operation.GENERATE_CVV: lambda s, p: s.generate_cvv(p.kit.cvk, PAN, "2812", "101"),
+    Operation.VERIFY_CVV: lambda s, p: s.verify_cvv(p.kit.cvk, PAN, "2812", "101", p.cvv),
+    Operation.GENERATE_MAC: lambda s, p: s.generate_mac(p.kit.mac, b"data"),
+    Operation.VERIFY_MAC: lambda s, p: s.verify_mac(p.kit.mac, b"data", p.mac),
+    Operation.ECDH_AGREE: lambda s, p: s.ecdh_agree(CARD_PUBLIC, key=p.kit.ec),
+}
