@@ -826,9 +826,10 @@ def test_sm_host_crypto_agrees_with_pyemv_retail_mac() -> None:
         assert retail_mac(key, data) == want
 
 
-def test_card_sm_module_agrees_with_the_independent_host() -> None:
-    from cardperso.card.sm import derive_session
-    from cardperso.card.sm import session_mac as card_session_mac
+def test_shared_sm_module_agrees_with_the_independent_host() -> None:
+    """cardperso.securemsg (used by the card OS and the HSM) against sm_host."""
+    from cardperso.securemsg import derive_session
+    from cardperso.securemsg import session_mac as card_session_mac
 
     rh, rc = bytes(range(16)), bytes(range(16, 32))
     for family, key, cipher in (

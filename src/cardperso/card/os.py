@@ -25,6 +25,7 @@ from cardperso.card.memory import Eeprom
 from cardperso.card.store import NO_PARENT, Entry, Lifecycle, ObjType, Store
 from cardperso.card.timing import DI_TABLE, FI_TABLE, TimingModel, TimingParams
 from cardperso.crypto.rand import RandomSource, SystemRandom
+from cardperso.securemsg import SmChannel
 
 __all__ = ["CardMute", "CardOS", "Handler"]
 
@@ -57,20 +58,6 @@ class CardMute(Exception):
 
 
 @dataclass(slots=True)
-class SmSession:
-    """A secure-messaging session (keys live only in card RAM)."""
-
-    algorithm: str  # "AES" or "TDES"
-    k_enc: bytes
-    k_mac: bytes
-    ssc: int = 0
-    key_ref: int = 0
-
-    def __repr__(self) -> str:
-        return f"SmSession({self.algorithm}, key_ref={self.key_ref}, ssc={self.ssc})"
-
-
-@dataclass(slots=True)
 class Ram:
     """Volatile state; a new instance at every reset."""
 
@@ -79,7 +66,7 @@ class Ram:
     verified_pins: set[int] = field(default_factory=set)
     auth_keys: set[int] = field(default_factory=set)
     challenge: bytes | None = None
-    sm: SmSession | None = None
+    sm: SmChannel | None = None
     ga_pending: tuple[int, str, bytes, bytes, bytes, bytes] | None = None
     response_buffer: bytes = b""
     sm_command: bool = False  # the command being processed arrived under SM
