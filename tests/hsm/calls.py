@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from cardperso.crypto.ec import p256_public_key
 from cardperso.crypto.secret import SecretBytes
+from cardperso.errors import HsmError
 from cardperso.hsm import HsmSession, KeyAlgorithm, KeyUsage, Operation, PinBlockFormat, Role
 from cardperso.hsm.ceremony import key_check_value
+from cardperso.hsm.roles import PermissionDeniedError
 
 from .support import IV, PAN, SERIAL, Harness, Kit, build_kit
 
@@ -76,6 +78,53 @@ def _translate_to_session(s: HsmSession, p: Prepared) -> object:
     return s.translate_to_session(p.kit.transport, p.issuer_data, IV, keys)
 
 
+def _card_reply(p: Prepared) -> tuple[object, bytes, bytes]:
+    """A simulated card holding KD (from an initialization session) after GENERAL
+    AUTHENTICATE step 1 with a zero host random: (reader, host random, reply)."""
+    from cardperso.readers import cos
+    from cardperso.readers.virtual import virtual_reader
+
+    kd = p.h.session(Role.INITIALIZATION).kd_for_initialization(p.kit.km_aes, SERIAL)
+    reader = virtual_reader(1, serial=SERIAL)
+    reader.reset()
+    for apdu in (
+        cos.create_file(cos.fcp_df(0x3F00)),
+        cos.put_key(1, cos.ALG_AES128, cos.USE_SM, kd.reveal()),
+    ):
+        reader.transmit(apdu)
+    rh = bytes(16)
+    reply = reader.transmit(cos.general_authenticate_1(1, rh))[:-2]
+    return reader, rh, reply
+
+
+def _channel_for(s: HsmSession, p: Prepared) -> object:
+    opener = s if s.role in (Role.PERSONALIZATION, Role.QC) else p.h.session(Role.PERSONALIZATION)
+    _, rh, reply = _card_reply(p)
+    return opener.card_sm_open(p.kit.km_aes, SERIAL, rh, reply)
+
+
+def _card_sm_open(s: HsmSession, p: Prepared) -> object:
+    _, rh, reply = _card_reply(p)
+    return s.card_sm_open(p.kit.km_aes, SERIAL, rh, reply)
+
+
+def _card_sm_wrap(s: HsmSession, p: Prepared) -> object:
+    channel = _channel_for(s, p)
+    return s.card_sm_wrap(channel, bytes([0, 0xB0, 0, 0]), le=4)  # type: ignore[arg-type]
+
+
+def _card_sm_unwrap(s: HsmSession, p: Prepared) -> object:
+    from cardperso.securemsg import SmChannel
+
+    channel = _channel_for(s, p)
+    try:  # a response the channel accepts needs the card; any reply shows the gate
+        return s.card_sm_unwrap(channel, b"\x90\x00")  # type: ignore[arg-type]
+    except HsmError as e:
+        if isinstance(e, PermissionDeniedError):
+            raise
+        return SmChannel  # permitted: refused for the content, not for the role
+
+
 CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
     Operation.LIST_KEYS: lambda s, p: s.list_keys(),
     Operation.GENERATE_KEY: lambda s, p: s.generate_key(
@@ -128,4 +177,7 @@ CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
     Operation.GENERATE_MAC: lambda s, p: s.generate_mac(p.kit.mac, b"data"),
     Operation.VERIFY_MAC: lambda s, p: s.verify_mac(p.kit.mac, b"data", p.mac),
     Operation.ECDH_AGREE: lambda s, p: s.ecdh_agree(CARD_PUBLIC, key=p.kit.ec),
+    Operation.CARD_SM_OPEN: _card_sm_open,
+    Operation.CARD_SM_WRAP: _card_sm_wrap,
+    Operation.CARD_SM_UNWRAP: _card_sm_unwrap,
 }

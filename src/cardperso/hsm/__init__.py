@@ -9,6 +9,7 @@ embedded default.
 from cardperso.errors import HsmError, KeyUsageError
 from cardperso.hsm.api import (
     AgreedKeys,
+    CardChannel,
     Ceremony,
     Hsm,
     HsmSession,
@@ -31,6 +32,7 @@ from cardperso.hsm.soft import SoftHsm, SoftSession
 __all__ = [
     "AgreedKeys",
     "AuditChainError",
+    "CardChannel",
     "Ceremony",
     "CeremonyError",
     "Hsm",

@@ -203,6 +203,19 @@ class AgreedKeys:
     host_public: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class CardChannel:
+    """A secure-messaging channel with one card (keys and counter stay in the HSM).
+
+    ``host_cryptogram`` is the data of the card's GENERAL AUTHENTICATE step 2.
+    The channel lives in the session that opened it and ends when it closes.
+    """
+
+    label: str
+    serial: bytes
+    host_cryptogram: bytes
+
+
 class SealedData(NamedTuple):
     """Data re-encrypted for one card: the cryptogram and its 8-byte MAC."""
 
@@ -435,6 +448,48 @@ class HsmSession(ABC):
         self, transport: KeyHandle, ciphertext: bytes, iv: bytes, session: AgreedKeys
     ) -> SealedData:
         """As :meth:`translate_to_card`, with the ECDH session keys as K_ENC and K_MAC."""
+
+    @abstractmethod
+    def card_sm_open(
+        self,
+        km: KeyHandle,
+        serial: bytes,
+        host_random: bytes,
+        card_reply: bytes,
+        *,
+        scheme: KdScheme | None = None,
+    ) -> CardChannel:
+        """Finish the card's GENERAL AUTHENTICATE (``cardperso.securemsg``) with KD.
+
+        ``card_reply`` is the card's step-1 answer (7C{82 RND.C, 83 cryptogram}).
+        KD is derived from ``km`` and ``serial`` inside; the card cryptogram is
+        checked (a wrong one raises HsmError: not this card, or not this KM); the
+        returned channel carries the host cryptogram for step 2."""
+
+    @abstractmethod
+    def card_sm_wrap(
+        self,
+        channel: CardChannel,
+        header: bytes,
+        data: bytes = b"",
+        *,
+        le: int = 0,
+        transport: KeyHandle | None = None,
+        iv: bytes = b"",
+    ) -> bytes:
+        """The protected APDU for CLA INS P1 P2 = ``header`` and ``data``.
+
+        With ``transport``, ``data`` is a cryptogram under that TRANSPORT key
+        (AES-CBC, ISO 9797-1 method 2 padding, ``iv``): it is decrypted and
+        re-protected for the card inside the HSM, so the clear value never leaves
+        (the chapter's Figure 10.63 re-encryption)."""
+
+    @abstractmethod
+    def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
+        """(data, status word) of the card's protected response (data + SW1 SW2).
+
+        Only data the card sends back is revealed; it is the caller's to see
+        (file contents read under SM for quality control)."""
 
     @abstractmethod
     def encrypt_data(self, key: KeyHandle, plaintext: bytes, iv: bytes) -> bytes:

@@ -72,6 +72,9 @@ class Operation(StrEnum):
     GENERATE_MAC = "generate_mac"
     VERIFY_MAC = "verify_mac"
     ECDH_AGREE = "ecdh_agree"
+    CARD_SM_OPEN = "card_sm_open"
+    CARD_SM_WRAP = "card_sm_wrap"
+    CARD_SM_UNWRAP = "card_sm_unwrap"
 
 
 _R = Role
@@ -110,6 +113,11 @@ PERMISSIONS: Mapping[Operation, frozenset[Role]] = {
     _O.GENERATE_MAC: frozenset({_R.DATAPREP, _R.PERSONALIZATION, _R.QC}),
     _O.VERIFY_MAC: frozenset({_R.DATAPREP, _R.PERSONALIZATION, _R.QC}),
     _O.ECDH_AGREE: frozenset({_R.PERSONALIZATION}),
+    # A secure-messaging channel to one card, keyed from KD inside the HSM: the
+    # personalization station loads secrets through it, QC reads protected files.
+    _O.CARD_SM_OPEN: frozenset({_R.PERSONALIZATION, _R.QC}),
+    _O.CARD_SM_WRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
+    _O.CARD_SM_UNWRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
 }
 
 

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cardperso import securemsg, tlv
+from cardperso.apdu import CommandAPDU
 from cardperso.crypto.ciphers import AES, DES, TDES, BlockCipher, CipherError
 from cardperso.crypto.ec import p256_ecdh, p256_generate_scalar, p256_public_key
 from cardperso.crypto.kdf import sp800_108_counter_cmac
@@ -43,6 +45,7 @@ from cardperso.hsm.api import (
     ALGORITHM_KEY_LENGTH,
     USAGE_ALGORITHMS,
     AgreedKeys,
+    CardChannel,
     Ceremony,
     Hsm,
     HsmSession,
@@ -363,6 +366,7 @@ class SoftSession(HsmSession):
         self.role = role
         self.operator = operator
         self._volatile: dict[str, _Key] = {}
+        self._channels: dict[str, securemsg.SmChannel] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -371,6 +375,7 @@ class SoftSession(HsmSession):
     def close(self) -> None:
         with self._hsm._lock:
             self._volatile.clear()
+            self._channels.clear()
             self._closed = True
 
     # -- the one path every call takes ---------------------------------------------------
@@ -687,6 +692,91 @@ class SoftSession(HsmSession):
         with self._hsm._lock:
             self._volatile[label] = _Key.build(handle, SecretBytes(raw))
         return handle
+
+    # -- secure messaging with one card ----------------------------------------------------
+
+    def card_sm_open(
+        self,
+        km: KeyHandle,
+        serial: bytes,
+        host_random: bytes,
+        card_reply: bytes,
+        *,
+        scheme: KdScheme | None = None,
+    ) -> CardChannel:
+        op = Operation.CARD_SM_OPEN
+        with self._call(op, (km, _u(KeyUsage.KD_MASTER)), detail=_serial_detail(serial)) as c:
+            kd = self._kd(op, c.keys[0], serial, scheme)
+            family = kd.algorithm
+            rh = bytes(host_random)
+            if len(rh) != kd.block_size:
+                raise HsmError(op.value, f"the host random must be {kd.block_size} bytes")
+            try:
+                reply = tlv.to_dict(tlv.to_dict(bytes(card_reply))[0x7C])
+                rc, cc = reply[0x82], reply[0x83]
+            except (tlv.TlvError, KeyError):
+                raise HsmError(op.value, "malformed GENERAL AUTHENTICATE reply") from None
+            if len(rc) != kd.block_size:
+                raise HsmError(op.value, "malformed GENERAL AUTHENTICATE reply")
+            k_enc, k_mac = securemsg.derive_session(kd, family, kd.key_length, rh, rc)
+            if not verify_mac(securemsg.card_cryptogram(family, k_mac, rh, rc), cc):
+                raise HsmError(op.value, "the card cryptogram does not verify")
+            label = f"card-sm/{self._hsm._next_volatile()}"
+            with self._hsm._lock:
+                self._channels[label] = securemsg.SmChannel(family, k_enc, k_mac)
+            c.detail["channel"] = label
+            return CardChannel(
+                label, bytes(serial), securemsg.host_cryptogram(family, k_mac, rh, rc)
+            )
+
+    def _channel(self, op: Operation, channel: CardChannel) -> securemsg.SmChannel:
+        if not isinstance(channel, CardChannel):
+            raise HsmError(op.value, "not a card channel")
+        ch = self._channels.get(channel.label)
+        if ch is None:
+            raise HsmError(op.value, "no such open card channel in this session")
+        return ch
+
+    def card_sm_wrap(
+        self,
+        channel: CardChannel,
+        header: bytes,
+        data: bytes = b"",
+        *,
+        le: int = 0,
+        transport: KeyHandle | None = None,
+        iv: bytes = b"",
+    ) -> bytes:
+        op = Operation.CARD_SM_WRAP
+        keys = ((transport, _u(KeyUsage.TRANSPORT)),) if transport is not None else ()
+        with self._call(op, *keys, detail={"channel": str(getattr(channel, "label", ""))}) as c:
+            ch = self._channel(op, channel)
+            header = bytes(header)
+            if len(header) != 4 or header[0] not in (0x00, 0x80):
+                raise HsmError(op.value, "the header is CLA INS P1 P2 with CLA 00 or 80")
+            plain = _decrypt_transport(c.keys[0], data, iv) if c.keys else bytes(data)
+            cmd = CommandAPDU(header[0], header[1], header[2], header[3], plain, le)
+            with self._hsm._lock:
+                return ch.wrap_command(cmd)
+
+    def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
+        op = Operation.CARD_SM_UNWRAP
+        with self._call(op, detail={"channel": str(getattr(channel, "label", ""))}) as c:
+            ch = self._channel(op, channel)
+            response = bytes(response)
+            if len(response) < 2:
+                raise HsmError(op.value, "a response ends in a status word")
+            try:
+                with self._hsm._lock:
+                    data, sw = ch.unwrap_response(
+                        response[:-2], int.from_bytes(response[-2:], "big")
+                    )
+            except securemsg.SmError as e:
+                with self._hsm._lock:
+                    self._channels.pop(channel.label, None)
+                raise HsmError(op.value, f"protected response rejected ({e})") from None
+            c.detail["sw"] = f"{sw:04X}"
+            return data, sw
 
     def translate_to_session(
         self, transport: KeyHandle, ciphertext: bytes, iv: bytes, session: AgreedKeys
