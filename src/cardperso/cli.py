@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -164,6 +165,57 @@ def keys_list(keystore: Path = KEYSTORE, operator: str = OPERATOR) -> None:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     if not handles:
         typer.echo("(no keys)")
+
+
+issuer_app = typer.Typer(no_args_is_help=True, help="Issuer data files.")
+profile_app = typer.Typer(no_args_is_help=True, help="Card product profiles.")
+app.add_typer(issuer_app, name="issuer")
+app.add_typer(profile_app, name="profile")
+
+
+@issuer_app.command("generate")
+def issuer_generate(
+    out: Annotated[Path, typer.Argument(help="file to write (.csv or .jsonl)")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help="built-in name or YAML path")] = (
+        "debit"
+    ),
+    count: Annotated[int, typer.Option("--count", "-n", min=0, help="number of records")] = 1000,
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 2026,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: suffix)")] = (
+        None
+    ),
+    issuer: Annotated[str, typer.Option(help="issuer id written in the header")] = "ACME-ISSUER",
+    batch_id: Annotated[str | None, typer.Option(help="batch id (default: PROFILE-SEED)")] = None,
+    today: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="expiries count from this day")
+    ] = None,
+) -> None:
+    """Write a synthetic issuer file (realistic names and addresses) for a card product."""
+    from cardperso.dataprep.usecases import generate_issuer_file
+
+    day = today.date() if today else date.today()
+    g = _run(
+        lambda: generate_issuer_file(
+            profile, out, count, seed, today=day, fmt=fmt, issuer=issuer, batch_id=batch_id
+        )
+    )
+    typer.echo(
+        f"wrote {g.records} {g.header.profile} records ({g.format}, "
+        f"{g.bytes_written} bytes, batch {g.header.batch_id}) to {out}"
+    )
+
+
+@profile_app.command("check")
+def profile_check(
+    profile: Annotated[
+        str, typer.Argument(help="YAML path or built-in name: debit, sim, employee")
+    ],
+) -> None:
+    """Validate a card product profile and print what it describes."""
+    from cardperso.dataprep.usecases import check_profile
+
+    for line in _run(lambda: check_profile(profile)).lines:
+        typer.echo(line)
 
 
 if __name__ == "__main__":
