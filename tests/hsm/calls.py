@@ -9,7 +9,19 @@ from dataclasses import dataclass
 from cardperso.crypto.ec import p256_public_key
 from cardperso.crypto.secret import SecretBytes
 from cardperso.errors import HsmError
-from cardperso.hsm import HsmSession, KeyAlgorithm, KeyUsage, Operation, PinBlockFormat, Role
+from cardperso.hsm import (
+    CardSecretRequest,
+    CvvRequest,
+    HsmSession,
+    KeyAlgorithm,
+    KeyHandle,
+    KeyUsage,
+    Operation,
+    PinBlockFormat,
+    PinCopy,
+    RandomPin,
+    Role,
+)
 from cardperso.hsm.ceremony import key_check_value
 from cardperso.hsm.roles import PermissionDeniedError
 
@@ -35,6 +47,7 @@ class Prepared:
     cvv: str
     mac: bytes
     cryptogram: bytes
+    card_secret: KeyHandle
 
 
 def prepare(h: Harness) -> Prepared:
@@ -52,6 +65,7 @@ def prepare(h: Harness) -> Prepared:
         cvv=dp.generate_cvv(kit.cvk, PAN, "2812", "101"),
         mac=dp.generate_mac(kit.mac, b"data"),
         cryptogram=h.session(Role.QC).card_cryptogram(kit.km_aes, SERIAL, bytes(16)),
+        card_secret=h.new("card-secret", KeyAlgorithm.AES_128, KeyUsage.CARD_SECRET),
     )
 
 
@@ -125,6 +139,16 @@ def _card_sm_unwrap(s: HsmSession, p: Prepared) -> object:
         return SmChannel  # permitted: refused for the content, not for the role
 
 
+PUT_PIN_1 = bytes.fromhex("80D80101")
+
+
+def _card_secrets(s: HsmSession, p: Prepared) -> object:
+    request = CardSecretRequest(
+        "record-1", PUT_PIN_1, RandomPin(4), pan=PAN, copies=(PinCopy(p.kit.zpk, F0),)
+    )
+    return s.card_secrets(p.card_secret, [request])
+
+
 CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
     Operation.LIST_KEYS: lambda s, p: s.list_keys(),
     Operation.GENERATE_KEY: lambda s, p: s.generate_key(
@@ -180,4 +204,8 @@ CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
     Operation.CARD_SM_OPEN: _card_sm_open,
     Operation.CARD_SM_WRAP: _card_sm_wrap,
     Operation.CARD_SM_UNWRAP: _card_sm_unwrap,
+    Operation.CARD_SECRETS: _card_secrets,
+    Operation.GENERATE_CVVS: lambda s, p: s.generate_cvvs(
+        [CvvRequest(p.kit.cvk, PAN, "2812", "101")]
+    ),
 }

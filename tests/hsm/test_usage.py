@@ -9,7 +9,15 @@ from dataclasses import replace
 import pytest
 
 from cardperso.errors import KeyUsageError
-from cardperso.hsm import HsmSession, KdScheme, KeyAlgorithm, KeyUsage, MacAlgorithm, Role
+from cardperso.hsm import (
+    CvvRequest,
+    HsmSession,
+    KdScheme,
+    KeyAlgorithm,
+    KeyUsage,
+    MacAlgorithm,
+    Role,
+)
 from cardperso.hsm import PinBlockFormat as F
 
 from .calls import CARD_PUBLIC, TABLE, Prepared, prepare
@@ -98,6 +106,21 @@ CASES: list[Case] = [
      lambda s, p: s.verify_mac(p.kit.zpk, b"data", p.mac)),
     ("retail mac needs 2-key tdes", R.DATAPREP,
      lambda s, p: s.generate_mac(p.kit.mac, b"data", algorithm=MacAlgorithm.RETAIL)),
+    # Card secrets: only a CARD_SECRET key protects them, and nothing opens one to a caller.
+    ("card secret key cannot decrypt data", R.DATAPREP,
+     lambda s, p: s.decrypt_data(p.card_secret, p.issuer_data, IV)),
+    ("card secret key cannot encrypt data", R.DATAPREP,
+     lambda s, p: s.encrypt_data(p.card_secret, b"data", IV)),
+    ("card secret key cannot translate to a card", R.PERSONALIZATION,
+     lambda s, p: s.translate_to_card(p.card_secret, p.issuer_data, IV, p.kit.km_aes, SERIAL)),
+    ("transport key cannot protect card secrets", R.DATAPREP,
+     lambda s, p: s.card_secrets(p.kit.transport, [])),
+    ("kd master cannot protect card secrets", R.DATAPREP,
+     lambda s, p: s.card_secrets(p.kit.km_aes, [])),
+    ("pvk cannot make cvvs in a batch", R.DATAPREP,
+     lambda s, p: s.generate_cvvs([CvvRequest(p.kit.pvk, PAN, "2812", "101")])),
+    ("card secret key is aes only", R.SECURITY_OFFICER,
+     lambda s, p: s.generate_key("cs", KeyAlgorithm.TDES_2KEY, KeyUsage.CARD_SECRET)),
 ]  # fmt: skip
 
 

@@ -10,9 +10,15 @@ from cardperso.errors import HsmError, KeyUsageError
 from cardperso.hsm.api import (
     AgreedKeys,
     CardChannel,
+    CardSecret,
+    CardSecretRequest,
     Ceremony,
+    CvvRequest,
+    DerivedKey,
+    DerivedPin,
     Hsm,
     HsmSession,
+    IssuerPin,
     KdScheme,
     KeyAlgorithm,
     KeyHandle,
@@ -20,24 +26,35 @@ from cardperso.hsm.api import (
     KeyUsage,
     MacAlgorithm,
     PinBlockFormat,
+    PinCopy,
     PinMailerRenderer,
+    PvvRequest,
+    RandomKey,
+    RandomPin,
     SealedData,
+    WrappedKey,
 )
 from cardperso.hsm.audit import AuditChainError, verify_chain
 from cardperso.hsm.ceremony import CeremonyError
 from cardperso.hsm.keystore import KeystoreError
 from cardperso.hsm.roles import Operation, PermissionDeniedError, Role
-from cardperso.hsm.soft import SoftHsm, SoftSession
+from cardperso.hsm.soft import RequestSeededRandom, SoftHsm, SoftSession
 
 __all__ = [
     "AgreedKeys",
     "AuditChainError",
     "CardChannel",
+    "CardSecret",
+    "CardSecretRequest",
     "Ceremony",
     "CeremonyError",
+    "CvvRequest",
+    "DerivedKey",
+    "DerivedPin",
     "Hsm",
     "HsmError",
     "HsmSession",
+    "IssuerPin",
     "KdScheme",
     "KeyAlgorithm",
     "KeyHandle",
@@ -49,10 +66,16 @@ __all__ = [
     "Operation",
     "PermissionDeniedError",
     "PinBlockFormat",
+    "PinCopy",
     "PinMailerRenderer",
+    "PvvRequest",
+    "RandomKey",
+    "RandomPin",
+    "RequestSeededRandom",
     "Role",
     "SealedData",
     "SoftHsm",
     "SoftSession",
+    "WrappedKey",
     "verify_chain",
 ]

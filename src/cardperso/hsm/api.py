@@ -27,7 +27,7 @@ the uncompressed public point, cut the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -40,20 +40,34 @@ from cardperso.payments.pinblock import PinBlockFormat
 
 __all__ = [
     "ALGORITHM_KEY_LENGTH",
+    "SECRET_COMMANDS",
     "USAGE_ALGORITHMS",
     "AgreedKeys",
+    "CardSecret",
+    "CardSecretRequest",
     "Ceremony",
+    "CvvRequest",
+    "DerivedKey",
+    "DerivedPin",
     "Hsm",
     "HsmSession",
+    "IssuerPin",
     "KdScheme",
     "KeyAlgorithm",
     "KeyHandle",
     "KeyNotFoundError",
+    "KeySource",
     "KeyUsage",
     "MacAlgorithm",
     "PinBlockFormat",
+    "PinCopy",
     "PinMailerRenderer",
+    "PinSource",
+    "PvvRequest",
+    "RandomKey",
+    "RandomPin",
     "SealedData",
+    "WrappedKey",
 ]
 
 
@@ -112,6 +126,14 @@ class KeyUsage(StrEnum):
     """Volatile: encryption key agreed with one card by ECDH."""
     SESSION_MAC = "SESSION_MAC"
     """Volatile: MAC key agreed with one card by ECDH."""
+    CARD_SECRET = "CARD_SECRET"  # noqa: S105 - a usage name, not a password
+    """Protects prepared card secrets from data preparation to the line, AES-CBC.
+
+    Only :meth:`HsmSession.card_secrets` encrypts under it, and only
+    :meth:`HsmSession.card_sm_wrap` decrypts it - straight into one card's
+    secure-messaging channel, and only for the command the cryptogram is bound
+    to. No operation returns what it protects, so data preparation (which may
+    decrypt TRANSPORT data) never sees a PIN or key it prepared."""
 
 
 _SYMMETRIC = frozenset(
@@ -134,6 +156,7 @@ USAGE_ALGORITHMS: dict[KeyUsage, frozenset[KeyAlgorithm]] = {
     KeyUsage.KEY_AGREEMENT: frozenset({KeyAlgorithm.EC_P256}),
     KeyUsage.SESSION_ENC: frozenset({KeyAlgorithm.AES_128}),
     KeyUsage.SESSION_MAC: frozenset({KeyAlgorithm.AES_128}),
+    KeyUsage.CARD_SECRET: _AES,
 }
 
 
@@ -221,6 +244,151 @@ class SealedData(NamedTuple):
 
     cryptogram: bytes
     mac: bytes
+
+
+#: The card commands a prepared card secret may be bound to: the card OS's PUT KEY
+#: (``80 D8 00 ref``) and PUT PIN (``80 D8 01 ref``), docs/card-os.md §2.3. A secret
+#: bound to anything else (an UPDATE BINARY of a readable file) could be read back.
+SECRET_COMMANDS: dict[str, tuple[int, int, int]] = {
+    "key": (0x80, 0xD8, 0x00),
+    "pin": (0x80, 0xD8, 0x01),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerPin:
+    """A PIN the issuer generated and sent as a PIN block under a shared PIN key."""
+
+    key: KeyHandle
+    block: bytes
+    fmt: PinBlockFormat
+
+
+@dataclass(frozen=True, slots=True)
+class RandomPin:
+    """A uniformly random PIN of ``length`` digits, drawn inside the HSM."""
+
+    length: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedPin:
+    """The IBM 3624 PIN from card data and a PIN derivation key, plus ``offset`` if given."""
+
+    pdk: KeyHandle
+    validation_data: str
+    decimalization_table: str
+    length: int = 4
+    offset: str | None = None
+    pad: str = "F"
+
+
+PinSource = IssuerPin | RandomPin | DerivedPin
+"""Where a card PIN comes from (the chapter's PIN methods b, c and d)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RandomKey:
+    """A random card key drawn inside the HSM (TDES keys with odd parity)."""
+
+    algorithm: KeyAlgorithm
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedKey:
+    """A card key derived from a KD_MASTER key and diversification data (:class:`KdScheme`).
+
+    ``diversifier`` is the chip serial, or card data such as ``Y`` of EMV Option A."""
+
+    master: KeyHandle
+    diversifier: bytes
+    scheme: KdScheme | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A card key the issuer sent under a KEK: a TR-31 key block (``str``), or a bare
+    ECB cryptogram of a 16-, 24- or 32-byte key (``bytes``, the SIM industry's legacy
+    "Ki encrypted under the transport key")."""
+
+    kek: KeyHandle
+    wrapped: str | bytes
+
+
+KeySource = RandomKey | DerivedKey | WrappedKey
+"""Where a card key comes from (the chapter's key routes made in or through the HSM)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PinCopy:
+    """Another copy of a card PIN, as a PIN block under a PIN_ENCRYPTION key: for the
+    PIN mailer (the print key) or back to the issuer (its PIN key)."""
+
+    key: KeyHandle
+    fmt: PinBlockFormat
+
+
+@dataclass(frozen=True, slots=True)
+class PvvRequest:
+    """Also compute the Visa PVV of the card PIN (for the magnetic stripe)."""
+
+    pvk: KeyHandle
+    pvki: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardSecretRequest:
+    """One PIN or key for one card, to become the data field of one card command.
+
+    The HSM produces the secret from ``source`` and encrypts ``header || prefix ||
+    TLV(tag, value)`` under a CARD_SECRET key: ``header`` is the command (one of
+    :data:`SECRET_COMMANDS`, PUT PIN for a PIN source, PUT KEY for a key source),
+    ``prefix`` the public attributes in front of the value, and the value is the
+    key, or the PIN as an ISO 9564-1 format-2 block (the form the card stores).
+
+    ``context`` names the card (the record id, public, at most 64 printable
+    characters): errors name it. ``pan`` is needed by PIN blocks of formats 0, 3
+    and 4 and by the PVV. ``copies`` and ``pvv`` apply to PINs; ``export_under``
+    (an ISSUER_KEK) applies to :class:`RandomKey` only and returns the key as a
+    TR-31 block for the issuer's response data.
+    """
+
+    context: str
+    header: bytes
+    source: PinSource | KeySource
+    prefix: bytes = b""
+    tag: int = 0x8F
+    pan: str | None = None
+    copies: tuple[PinCopy, ...] = ()
+    pvv: PvvRequest | None = None
+    export_under: KeyHandle | None = None
+    key_version: str = "00"
+
+
+@dataclass(frozen=True, slots=True)
+class CardSecret:
+    """What :meth:`HsmSession.card_secrets` returns for one request (nothing in clear).
+
+    ``cryptogram`` and ``iv`` go to :meth:`HsmSession.card_sm_wrap` with the same
+    CARD_SECRET key; ``copies`` are the PIN blocks in request order; ``key_block``
+    is the TR-31 response data; ``kcv`` is the card key's check value."""
+
+    cryptogram: bytes
+    iv: bytes
+    copies: tuple[bytes, ...] = ()
+    pvv: str | None = None
+    key_block: str | None = None
+    kcv: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CvvRequest:
+    """One CVV (service code ``000``: CVV2, ``999``: iCVV) for :meth:`HsmSession.generate_cvvs`."""
+
+    cvk: KeyHandle
+    pan: str
+    expiry_yymm: str
+    service_code: str
 
 
 PinMailerRenderer = Callable[[SecretStr], bytes]
@@ -482,7 +650,9 @@ class HsmSession(ABC):
         With ``transport``, ``data`` is a cryptogram under that TRANSPORT key
         (AES-CBC, ISO 9797-1 method 2 padding, ``iv``): it is decrypted and
         re-protected for the card inside the HSM, so the clear value never leaves
-        (the chapter's Figure 10.63 re-encryption)."""
+        (the chapter's Figure 10.63 re-encryption). ``transport`` may also be a
+        CARD_SECRET key with a cryptogram from :meth:`card_secrets`: then the
+        cryptogram must be bound to ``header``, or it is refused."""
 
     @abstractmethod
     def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
@@ -490,6 +660,18 @@ class HsmSession(ABC):
 
         Only data the card sends back is revealed; it is the caller's to see
         (file contents read under SM for quality control)."""
+
+    @abstractmethod
+    def card_secrets(
+        self, protect: KeyHandle, requests: Sequence[CardSecretRequest]
+    ) -> list[CardSecret]:
+        """Produce PINs and card keys for many cards in one audited call (data preparation).
+
+        Each result holds the command data field encrypted under ``protect`` (a
+        CARD_SECRET key) and bound to its command header, plus the PIN copies, PVV,
+        TR-31 response block and KCV asked for. No clear PIN or key leaves the
+        HSM. Any failing request fails the whole call; the error names the request
+        by index and ``context``, never a value."""
 
     @abstractmethod
     def encrypt_data(self, key: KeyHandle, plaintext: bytes, iv: bytes) -> bytes:
@@ -611,6 +793,10 @@ class HsmSession(ABC):
     @abstractmethod
     def generate_cvv(self, cvk: KeyHandle, pan: str, expiry_yymm: str, service_code: str) -> str:
         """The 3-digit CVV (service code 000: CVV2, 999: iCVV)."""
+
+    @abstractmethod
+    def generate_cvvs(self, requests: Sequence[CvvRequest]) -> list[str]:
+        """Many CVVs in one audited call (data preparation of a batch)."""
 
     @abstractmethod
     def verify_cvv(

@@ -16,6 +16,7 @@ expected head (the hash of the last line, :attr:`AuditLog.head`) and record coun
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -74,12 +75,15 @@ def _last_line(path: Path) -> bytes | None:
 
 
 class AuditLog:
-    """Appends hash-chained records to a JSON-lines file; safe under threads.
+    """Appends hash-chained records to a JSON-lines file; safe under threads and processes.
 
     Opening an existing log continues its chain from the last line. Each append
     is written and flushed to the operating system before the call returns;
     ``sync=True`` also fsyncs every record (slower; for logs that must survive a
-    power cut).
+    power cut). Several processes may hold the same log open (the worker
+    processes of a batch, each with its own soft HSM on one keystore): every append
+    takes an exclusive ``flock`` on the file and, if another process appended since,
+    first continues the chain from the file's last line, so the chain stays one.
     """
 
     def __init__(self, path: Path | str, *, clock: Clock | None = None, sync: bool = False) -> None:
@@ -102,6 +106,19 @@ class AuditLog:
                 self._head = _digest(last)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._fh = os.fdopen(fd, "ab")
+        self._known_size = os.fstat(fd).st_size
+
+    def _resync(self) -> None:
+        """Continue the chain from the file's last line (another process wrote it)."""
+        last = _last_line(self.path)
+        if last is None:  # pragma: no cover - the file only grows
+            self._seq, self._head = 0, GENESIS
+            return
+        try:
+            self._seq = int(json.loads(last)["seq"]) + 1
+        except (ValueError, KeyError, TypeError):
+            raise AuditChainError("audit", "the audit log's last record is damaged") from None
+        self._head = _digest(last)
 
     @property
     def head(self) -> str:
@@ -128,25 +145,48 @@ class AuditLog:
         with self._lock:
             if self._fh.closed:
                 raise AuditChainError(operation, "the audit log is closed")
-            record: dict[str, Any] = {
-                "seq": self._seq,
-                "time": self._clock().isoformat(),
-                "operation": operation,
-                "role": role,
-                "operator": operator,
-                "keys": [{"label": label, "kcv": kcv} for label, kcv in keys],
-                "result": result,
-                "prev": self._head,
-            }
-            if detail:
-                record["detail"] = dict(detail)
-            line = _line(record)
-            self._fh.write(line + b"\n")
-            self._fh.flush()
-            if self._sync:
-                os.fsync(self._fh.fileno())
-            self._head = _digest(line)
-            self._seq += 1
+            fd = self._fh.fileno()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                size = os.fstat(fd).st_size
+                if size != self._known_size:
+                    self._resync()
+                self._known_size = size + self._write(
+                    operation, role, operator, keys, result, detail
+                )
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write(
+        self,
+        operation: str,
+        role: str,
+        operator: str,
+        keys: Sequence[tuple[str, str]],
+        result: str,
+        detail: Mapping[str, str] | None,
+    ) -> int:
+        """Write the next record (the caller holds both locks); return its byte count."""
+        record: dict[str, Any] = {
+            "seq": self._seq,
+            "time": self._clock().isoformat(),
+            "operation": operation,
+            "role": role,
+            "operator": operator,
+            "keys": [{"label": label, "kcv": kcv} for label, kcv in keys],
+            "result": result,
+            "prev": self._head,
+        }
+        if detail:
+            record["detail"] = dict(detail)
+        line = _line(record)
+        self._fh.write(line + b"\n")
+        self._fh.flush()
+        if self._sync:
+            os.fsync(self._fh.fileno())
+        self._head = _digest(line)
+        self._seq += 1
+        return len(line) + 1
 
     def close(self) -> None:
         with self._lock:

@@ -17,6 +17,10 @@ CVK                C0      C     card verification key
 MAC                M6      C     ISO/IEC 9797-1 MAC algorithm 5 (CMAC) (M0-M8 read)
 =================  ======  ====  ======================================
 
+Card keys generated at the bureau go back to the issuer as response data under
+usage ``E6`` (EMV/chip: other), mode ``N``, the card key's version as the key
+version number, not exportable further (:func:`card_key_header`).
+
 A key is wrapped or unwrapped only under a KEK at least as strong as itself
 (ANSI X9.24-1 and the PCI PIN Security Requirements: a key is protected only by a
 key of equal or greater strength); strengths are NIST SP 800-57 security bits.
@@ -28,7 +32,14 @@ from cardperso.errors import HsmError, KeyUsageError
 from cardperso.hsm.api import KeyAlgorithm, KeyHandle, KeyUsage
 from cardperso.payments.tr31 import KeyBlockHeader
 
-__all__ = ["STRENGTH", "check_strength", "export_header", "exportable_usage", "read_header"]
+__all__ = [
+    "STRENGTH",
+    "card_key_header",
+    "check_strength",
+    "export_header",
+    "exportable_usage",
+    "read_header",
+]
 
 #: Security strength in bits (NIST SP 800-57 Part 1 r5, Table 2).
 STRENGTH: dict[KeyAlgorithm, int] = {
@@ -99,6 +110,18 @@ def export_header(
         mode_of_use=mode,
         key_version_number=key.version,
         exportability="E" if exportable_by_receiver else "N",
+    )
+
+
+def card_key_header(kek: KeyHandle, algorithm: KeyAlgorithm, version: str) -> KeyBlockHeader:
+    """The header for a card key sent to the issuer as response data under ``kek``."""
+    return KeyBlockHeader(
+        version_id="D" if kek.algorithm.is_aes else "B",
+        key_usage="E6",
+        algorithm="A" if algorithm.is_aes else "T",
+        mode_of_use="N",
+        key_version_number=version,
+        exportability="N",
     )
 
 

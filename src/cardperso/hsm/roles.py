@@ -8,7 +8,8 @@ way). The table is the bureau's separation of duties, and later stations rely on
   production operation;
 * ``custodian`` only enters key components in a ceremony;
 * ``dataprep`` turns issuer records into card data: PINs, PVVs, offsets, CVVs,
-  MACs, data for the chip - it may read issuer data (the fields it validates);
+  MACs, data for the chip - it may read issuer data (the fields it validates), and
+  it prepares card PINs and keys only as CARD_SECRET cryptograms it cannot open;
 * ``initialization`` loads the OS-level structure and KD into blank cards: it is the
   one role that may obtain KD in clear, and it may *not* decrypt issuer data;
 * ``personalization`` talks to initialized cards: authentication cryptograms, issuer
@@ -75,6 +76,8 @@ class Operation(StrEnum):
     CARD_SM_OPEN = "card_sm_open"
     CARD_SM_WRAP = "card_sm_wrap"
     CARD_SM_UNWRAP = "card_sm_unwrap"
+    CARD_SECRETS = "card_secrets"
+    GENERATE_CVVS = "generate_cvvs"
 
 
 _R = Role
@@ -118,6 +121,10 @@ PERMISSIONS: Mapping[Operation, frozenset[Role]] = {
     _O.CARD_SM_OPEN: frozenset({_R.PERSONALIZATION, _R.QC}),
     _O.CARD_SM_WRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
     _O.CARD_SM_UNWRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
+    # Batch calls of data preparation: card PINs and keys as CARD_SECRET cryptograms
+    # (opened only inside card_sm_wrap), and the CVVs of many records.
+    _O.CARD_SECRETS: frozenset({_R.DATAPREP}),
+    _O.GENERATE_CVVS: frozenset({_R.DATAPREP}),
 }
 
 

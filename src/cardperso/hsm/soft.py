@@ -23,9 +23,10 @@ wipe them), so the boundary is the process and the machine it runs on.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +38,25 @@ from cardperso.crypto.ec import p256_ecdh, p256_generate_scalar, p256_public_key
 from cardperso.crypto.kdf import sp800_108_counter_cmac
 from cardperso.crypto.mac import cmac, mac_alg3, pad_iso9797, unpad_m2, verify_mac
 from cardperso.crypto.parity import adjust_des_parity
-from cardperso.crypto.rand import RandomSource, SystemRandom
+from cardperso.crypto.rand import RandomSource, SeededRandom, SystemRandom
 from cardperso.crypto.secret import SecretBytes, SecretStr
 from cardperso.errors import CardpersoError, HsmError, KeyUsageError
 from cardperso.hsm import keyblocks
 from cardperso.hsm.api import (
     ALGORITHM_KEY_LENGTH,
+    SECRET_COMMANDS,
     USAGE_ALGORITHMS,
     AgreedKeys,
     CardChannel,
+    CardSecret,
+    CardSecretRequest,
     Ceremony,
+    CvvRequest,
+    DerivedKey,
+    DerivedPin,
     Hsm,
     HsmSession,
+    IssuerPin,
     KdScheme,
     KeyAlgorithm,
     KeyHandle,
@@ -57,7 +65,10 @@ from cardperso.hsm.api import (
     MacAlgorithm,
     PinBlockFormat,
     PinMailerRenderer,
+    RandomKey,
+    RandomPin,
     SealedData,
+    WrappedKey,
 )
 from cardperso.hsm.audit import AuditChainError, AuditLog, ChainReport, Clock, verify_chain
 from cardperso.hsm.ceremony import ComponentCombiner, key_check_value
@@ -67,7 +78,7 @@ from cardperso.payments import cvv as cvv_recipe
 from cardperso.payments import emv_keys, ibm3624, pinblock, tr31
 from cardperso.payments import pvv as pvv_recipe
 
-__all__ = ["SoftHsm", "SoftSession"]
+__all__ = ["RequestSeededRandom", "SoftHsm", "SoftSession"]
 
 KD_LABEL = b"cardperso KD"
 KD_ENC_LABEL = b"cardperso KD ENC"
@@ -93,6 +104,32 @@ def _u(*usages: KeyUsage) -> _Usages:
     return frozenset(usages)
 
 
+class RequestSeededRandom:
+    """A seeded random source for repeatable runs (tests, demos, benchmarks only).
+
+    As a plain source it is one :class:`~cardperso.crypto.rand.SeededRandom`
+    stream. For batch calls that name each request (:meth:`SoftSession.card_secrets`)
+    the soft HSM asks :meth:`for_request` for a stream of that request's own,
+    derived from the seed and the request's context (the record id), so a prepared
+    card comes out the same whichever process, call or position served it. A
+    production HSM draws from the system's generator and ignores contexts.
+    """
+
+    def __init__(self, seed: bytes | str | int) -> None:
+        self._base = SeededRandom(seed)
+        raw = seed if isinstance(seed, bytes) else str(seed).encode()
+        self._root = hashlib.sha256(b"cardperso-request-random|" + raw).digest()
+
+    def random_bytes(self, n: int) -> bytes:
+        return self._base.random_bytes(n)
+
+    def for_request(self, context: str) -> RandomSource:
+        return SeededRandom(self._root + context.encode())
+
+    def __repr__(self) -> str:
+        return "RequestSeededRandom(...)"
+
+
 def _cipher(algorithm: KeyAlgorithm, value: bytes) -> BlockCipher:
     return AES(value) if algorithm.is_aes else TDES(value)
 
@@ -106,6 +143,7 @@ class _Key:
     cipher: BlockCipher | None = None
     public: bytes | None = None  # EC keys: the public point, computed once
     des_a: BlockCipher | None = None  # CVKs: single-DES CVK-A
+    pair: tuple[BlockCipher, BlockCipher] | None = None  # CARD_SECRET: (K_ENC, K_MAC)
 
     @classmethod
     def build(cls, handle: KeyHandle, value: SecretBytes) -> _Key:
@@ -291,6 +329,12 @@ class SoftHsm(Hsm):
         with self._lock:
             self._volatile_serial += 1
             return self._volatile_serial
+
+    def _request_rng(self, context: str) -> RandomSource:
+        """The random source for one named request (see :class:`RequestSeededRandom`)."""
+        if isinstance(self._rng, RequestSeededRandom):
+            return self._rng.for_request(context)
+        return self._rng
 
 
 class _SoftCeremony(Ceremony):
@@ -748,13 +792,20 @@ class SoftSession(HsmSession):
         iv: bytes = b"",
     ) -> bytes:
         op = Operation.CARD_SM_WRAP
-        keys = ((transport, _u(KeyUsage.TRANSPORT)),) if transport is not None else ()
+        usages = _u(KeyUsage.TRANSPORT, KeyUsage.CARD_SECRET)
+        keys = ((transport, usages),) if transport is not None else ()
         with self._call(op, *keys, detail={"channel": str(getattr(channel, "label", ""))}) as c:
             ch = self._channel(op, channel)
             header = bytes(header)
             if len(header) != 4 or header[0] not in (0x00, 0x80):
                 raise HsmError(op.value, "the header is CLA INS P1 P2 with CLA 00 or 80")
-            plain = _decrypt_transport(c.keys[0], data, iv) if c.keys else bytes(data)
+            if not c.keys:
+                plain = bytes(data)
+            elif c.keys[0].handle.usage is KeyUsage.CARD_SECRET:
+                c.detail["card_secret"] = f"{header.hex().upper()}"
+                plain = _open_secret(op, c.keys[0], header, bytes(data), bytes(iv))
+            else:
+                plain = _decrypt_transport(c.keys[0], data, iv)
             cmd = CommandAPDU(header[0], header[1], header[2], header[3], plain, le)
             with self._hsm._lock:
                 return ch.wrap_command(cmd)
@@ -790,6 +841,206 @@ class SoftSession(HsmSession):
         with self._call(op, *keys) as c:
             t, enc, mac = c.keys
             return _seal(enc.sym, mac.sym, _decrypt_transport(t, ciphertext, iv))
+
+    # -- card secrets and CVVs for data preparation (batch calls) -------------------------
+
+    @staticmethod
+    def _batch_keys(
+        op: Operation, pairs: Iterable[tuple[KeyHandle, _Usages]]
+    ) -> tuple[list[tuple[KeyHandle, _Usages]], dict[tuple[str, _Usages], int]]:
+        """Distinct (handle, usages) pairs in first-seen order, and where each one is."""
+        order: list[tuple[KeyHandle, _Usages]] = []
+        where: dict[tuple[str, _Usages], int] = {}
+        for handle, usages in pairs:
+            if not isinstance(handle, KeyHandle):
+                raise HsmError(op.value, "a key argument must be a KeyHandle")
+            if (handle.label, usages) not in where:
+                where[(handle.label, usages)] = len(order)
+                order.append((handle, usages))
+        return order, where
+
+    def card_secrets(
+        self, protect: KeyHandle, requests: Sequence[CardSecretRequest]
+    ) -> list[CardSecret]:
+        op = Operation.CARD_SECRETS
+        reqs = list(requests)
+        order: list[tuple[KeyHandle, _Usages]] = []
+        where: dict[tuple[str, _Usages], int] = {}
+        detail: dict[str, str] = {"requests": str(len(reqs))}
+        malformed: HsmError | None = None
+        try:
+            pairs: list[tuple[KeyHandle, _Usages]] = [(protect, _u(KeyUsage.CARD_SECRET))]
+            for r in reqs:
+                if not isinstance(r, CardSecretRequest):
+                    raise HsmError(op.value, "requests must be CardSecretRequest objects")
+                pairs.extend(_request_keys(r))
+            order, where = self._batch_keys(op, pairs)
+            pins = sum(isinstance(r.source, IssuerPin | RandomPin | DerivedPin) for r in reqs)
+            detail.update(pins=str(pins), keys=str(len(reqs) - pins))
+            if reqs:
+                detail.update(first=reqs[0].context, last=reqs[-1].context)
+        except HsmError as e:
+            malformed, order = e, []
+        with self._call(op, *order, detail=detail) as c:
+            if malformed is not None:
+                raise malformed  # refused, and audited like every call
+
+            def key(handle: KeyHandle, usages: _Usages) -> _Key:
+                return c.keys[where[(handle.label, usages)]]
+
+            out: list[CardSecret] = []
+            for i, r in enumerate(reqs):
+                try:
+                    out.append(self._card_secret(c.keys[0], r, key))
+                except HsmError as e:
+                    raise type(e)(op.value, f"request {i} ({r.context}): {_reason(e)}") from None
+                except (CardpersoError, CipherError) as e:
+                    raise HsmError(op.value, f"request {i} ({r.context}): {e}") from None
+                except (ValueError, TypeError):
+                    raise HsmError(
+                        op.value, f"request {i} ({r.context}): invalid argument"
+                    ) from None
+            return out
+
+    def _card_secret(
+        self,
+        protect: _Key,
+        r: CardSecretRequest,
+        key: Callable[[KeyHandle, _Usages], _Key],
+    ) -> CardSecret:
+        op = Operation.CARD_SECRETS.value
+        rng = self._hsm._request_rng(r.context)
+        src = r.source
+        is_pin = isinstance(src, IssuerPin | RandomPin | DerivedPin)
+        header = bytes(r.header)
+        bound = SECRET_COMMANDS["pin" if is_pin else "key"]
+        if len(header) != 4 or tuple(header[:3]) != bound or not 1 <= header[3] <= 15:
+            want = "PUT PIN (80 D8 01 ref)" if is_pin else "PUT KEY (80 D8 00 ref)"
+            raise HsmError(op, f"a {'PIN' if is_pin else 'key'} is loaded only by {want}")
+        copies: tuple[bytes, ...] = ()
+        pvv: str | None = None
+        block: str | None = None
+        kcv: str | None = None
+        if isinstance(src, IssuerPin | RandomPin | DerivedPin):
+            if r.export_under is not None:
+                raise HsmError(op, "a PIN is returned as a PIN copy, not a key block")
+            pin = self._source_pin(src, r.pan, key, rng)
+            value = _format2(pin)
+            copies = tuple(
+                pinblock.encrypt_pin_block(key(cp.key, _PIN_KEY).sym, cp.fmt, pin, r.pan, rng)
+                for cp in r.copies
+            )
+            if r.pvv is not None:
+                if r.pan is None:
+                    raise HsmError(op, "the PVV needs the PAN")
+                pvv = pvv_recipe.pvv(key(r.pvv.pvk, _PVK).sym, r.pan, r.pvv.pvki, pin)
+        else:
+            if r.copies or r.pvv is not None:
+                raise HsmError(op, "PIN copies and PVVs are for PIN sources")
+            value, algorithm = self._source_key(src, key, rng)
+            if not isinstance(src, DerivedKey):  # derived keys: QC recomputes them from KM
+                kcv = key_check_value(algorithm, value)
+            if r.export_under is not None:
+                if not isinstance(src, RandomKey):
+                    raise KeyUsageError(op, "only keys generated here go back to the issuer")
+                kek = key(r.export_under, _u(KeyUsage.ISSUER_KEK))
+                keyblocks.check_strength(op, kek.handle, algorithm)
+                kvn = _check_version(op, r.key_version)
+                hdr = keyblocks.card_key_header(kek.handle, algorithm, kvn)
+                block = tr31.wrap(kek.sym, hdr, value, rng)
+        if not 0 < r.tag <= 0xFFFF:
+            raise HsmError(op, "the value tag must be a 1- or 2-byte tag")
+        plain = bytes(r.prefix) + tlv.encode(r.tag, value)
+        iv = rng.random_bytes(16)
+        return CardSecret(_seal_secret(protect, header, plain, iv), iv, copies, pvv, block, kcv)
+
+    def _source_pin(
+        self,
+        src: IssuerPin | RandomPin | DerivedPin,
+        pan: str | None,
+        key: Callable[[KeyHandle, _Usages], _Key],
+        rng: RandomSource,
+    ) -> str:
+        if isinstance(src, IssuerPin):
+            return pinblock.decrypt_pin_block(key(src.key, _PIN_KEY).sym, src.fmt, src.block, pan)
+        if isinstance(src, RandomPin):
+            return pinblock.random_pin(rng, src.length)
+        pdk = key(src.pdk, _PVK).sym
+        if src.offset is None:
+            return ibm3624.natural_pin(
+                pdk, src.validation_data, src.decimalization_table, src.length, src.pad
+            )
+        if len(src.offset) != src.length:
+            raise HsmError(Operation.CARD_SECRETS.value, "the offset must have length digits")
+        return ibm3624.pin_from_offset(
+            pdk, src.validation_data, src.decimalization_table, src.offset, src.pad
+        )
+
+    def _source_key(
+        self,
+        src: RandomKey | DerivedKey | WrappedKey,
+        key: Callable[[KeyHandle, _Usages], _Key],
+        rng: RandomSource,
+    ) -> tuple[bytes, KeyAlgorithm]:
+        op = Operation.CARD_SECRETS
+        if isinstance(src, RandomKey):
+            algorithm = KeyAlgorithm(src.algorithm)
+            if algorithm is KeyAlgorithm.EC_P256:
+                raise HsmError(op.value, "EC key pairs are generated on the card")
+            raw = rng.random_bytes(ALGORITHM_KEY_LENGTH[algorithm])
+            return (adjust_des_parity(raw) if algorithm.is_tdes else raw), algorithm
+        if isinstance(src, DerivedKey):
+            km = key(src.master, _u(KeyUsage.KD_MASTER))
+            raw = _derive_kd(op, km, src.diversifier, src.scheme)
+            if km.handle.algorithm.is_aes:
+                algorithm = KeyAlgorithm.AES_128 if len(raw) == 16 else KeyAlgorithm.AES_256
+            else:
+                algorithm = KeyAlgorithm.TDES_2KEY
+            return raw, algorithm
+        kek = key(src.kek, _u(KeyUsage.KEK))
+        if isinstance(src.wrapped, str):
+            variant = (
+                tr31.tdes_variant_source(kek.value.reveal())
+                if kek.handle.algorithm.is_tdes
+                else None
+            )
+            header, raw = tr31.unwrap(kek.sym, src.wrapped, kbpk_variant=variant)
+            algorithm = _card_key_algorithm(op, header.algorithm, len(raw))
+        else:
+            wrapped = bytes(src.wrapped)
+            if len(wrapped) not in (16, 24, 32) or len(wrapped) % kek.sym.block_size:
+                raise HsmError(op.value, "a key cryptogram is 16, 24 or 32 bytes")
+            raw = kek.sym.decrypt_ecb(wrapped)
+            family = "A" if kek.handle.algorithm.is_aes else "T"
+            algorithm = _card_key_algorithm(op, family, len(raw))
+        keyblocks.check_strength(op.value, kek.handle, algorithm)
+        return raw, algorithm
+
+    def generate_cvvs(self, requests: Sequence[CvvRequest]) -> list[str]:
+        op = Operation.GENERATE_CVVS
+        reqs = list(requests)
+        malformed: HsmError | None = None
+        order: list[tuple[KeyHandle, _Usages]] = []
+        where: dict[tuple[str, _Usages], int] = {}
+        try:
+            if not all(isinstance(r, CvvRequest) for r in reqs):
+                raise HsmError(op.value, "requests must be CvvRequest objects")
+            order, where = self._batch_keys(op, ((r.cvk, _u(KeyUsage.CVK)) for r in reqs))
+        except HsmError as e:
+            malformed = e
+        with self._call(op, *order, detail={"requests": str(len(reqs))}) as c:
+            if malformed is not None:
+                raise malformed
+            out: list[str] = []
+            cvk = _u(KeyUsage.CVK)
+            for i, r in enumerate(reqs):
+                k = c.keys[where[(r.cvk.label, cvk)]]
+                assert k.des_a is not None
+                try:
+                    out.append(cvv_recipe.cvv(k.des_a, k.sym, r.pan, r.expiry_yymm, r.service_code))
+                except CardpersoError as e:
+                    raise HsmError(op.value, f"request {i}: {e}") from None
+            return out
 
     def encrypt_data(self, key: KeyHandle, plaintext: bytes, iv: bytes) -> bytes:
         with self._call(Operation.ENCRYPT_DATA, (key, _u(KeyUsage.TRANSPORT))) as c:
@@ -1097,3 +1348,97 @@ def _decrypt_transport(key: _Key, ciphertext: bytes, iv: bytes) -> bytes:
 def _seal(enc: BlockCipher, mac: BlockCipher, plain: bytes) -> SealedData:
     cryptogram = enc.encrypt_cbc(pad_iso9797(plain, enc.block_size, 2))
     return SealedData(cryptogram, cmac(mac, cryptogram)[:SEALED_MAC_LENGTH])
+
+
+_CONTEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,63}")
+SECRET_ENC_LABEL = b"cardperso card secret ENC"
+SECRET_MAC_LABEL = b"cardperso card secret MAC"
+SECRET_TAG_LENGTH = 16
+
+
+def _context(op: Operation, context: str) -> str:
+    if not isinstance(context, str) or not _CONTEXT.fullmatch(context):
+        raise HsmError(op.value, "a request context is 1-64 printable ASCII characters")
+    return context
+
+
+def _reason(e: HsmError) -> str:
+    """The message of an HSM error without its ``HSM <operation>: `` prefix."""
+    text = str(e)
+    prefix = f"HSM {e.operation}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _request_keys(r: CardSecretRequest) -> list[tuple[KeyHandle, _Usages]]:
+    """Every key a card-secret request names, with the usage each place needs."""
+    _context(Operation.CARD_SECRETS, r.context)
+    src = r.source
+    out: list[tuple[KeyHandle, _Usages]] = []
+    if isinstance(src, IssuerPin):
+        out.append((src.key, _PIN_KEY))
+    elif isinstance(src, DerivedPin):
+        out.append((src.pdk, _PVK))
+    elif isinstance(src, DerivedKey):
+        out.append((src.master, _u(KeyUsage.KD_MASTER)))
+    elif isinstance(src, WrappedKey):
+        out.append((src.kek, _u(KeyUsage.KEK)))
+    elif not isinstance(src, RandomPin | RandomKey):
+        raise HsmError(Operation.CARD_SECRETS.value, "unknown secret source")
+    out.extend((cp.key, _PIN_KEY) for cp in r.copies)
+    if r.pvv is not None:
+        out.append((r.pvv.pvk, _PVK))
+    if r.export_under is not None:
+        out.append((r.export_under, _u(KeyUsage.ISSUER_KEK)))
+    return out
+
+
+def _card_key_algorithm(op: Operation, family: str, length: int) -> KeyAlgorithm:
+    """The algorithm of an unwrapped card key from its family (TR-31 A/T) and length."""
+    found = {
+        ("A", 16): KeyAlgorithm.AES_128,
+        ("A", 32): KeyAlgorithm.AES_256,
+        ("T", 16): KeyAlgorithm.TDES_2KEY,
+        ("T", 24): KeyAlgorithm.TDES_3KEY,
+    }.get((family, length))
+    if found is None:
+        raise HsmError(op.value, "the wrapped key is not an AES-128/256 or TDES key")
+    return found
+
+
+def _format2(pin: str) -> bytes:
+    """ISO 9564-1 format-2 PIN block (control 2, length, PIN, fill F): the card's form."""
+    return bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
+
+
+def _secret_keys(key: _Key) -> tuple[BlockCipher, BlockCipher]:
+    """K_ENC, K_MAC of a CARD_SECRET key (SP 800-108 counter mode, CMAC), built once."""
+    if key.pair is None:
+        n = ALGORITHM_KEY_LENGTH[key.handle.algorithm]
+        key.pair = (
+            AES(sp800_108_counter_cmac(key.sym, SECRET_ENC_LABEL, b"", n)),
+            AES(sp800_108_counter_cmac(key.sym, SECRET_MAC_LABEL, b"", n)),
+        )
+    return key.pair
+
+
+def _seal_secret(key: _Key, header: bytes, plain: bytes, iv: bytes) -> bytes:
+    """Encrypt-then-MAC: CBC_K_ENC(iv, plain padded by method 2) || CMAC_K_MAC(header ||
+    iv || that ciphertext). The MAC binds the command header, so the cryptogram opens
+    only for the command it was made for, and it is checked before any decryption
+    (no padding oracle)."""
+    enc, mac = _secret_keys(key)
+    ct = enc.encrypt_cbc(pad_iso9797(plain, 16, 2), iv)
+    return ct + cmac(mac, header + iv + ct)
+
+
+def _open_secret(op: Operation, key: _Key, header: bytes, cryptogram: bytes, iv: bytes) -> bytes:
+    """Inverse of :func:`_seal_secret`; one message for every failure (no oracle)."""
+    enc, mac = _secret_keys(key)
+    n = len(cryptogram) - SECRET_TAG_LENGTH
+    ok = len(iv) == 16 and n >= 16 and n % 16 == 0
+    if ok:
+        ct, tag = cryptogram[:n], cryptogram[n:]
+        ok = verify_mac(cmac(mac, header + iv + ct), tag)
+    if not ok:
+        raise HsmError(op.value, "the card secret does not verify for this command and key")
+    return unpad_m2(enc.decrypt_cbc(cryptogram[:n], iv), 16)
