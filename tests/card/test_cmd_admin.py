@@ -533,3 +533,49 @@ def test_depersonalize_needs_a_personalization_era_card_6985() -> None:
     assert external_auth(r, 2, ADMIN, "AES") == 0x9000
     expect(r, cos.set_lifecycle(0xFF))
     expect(r, cos.depersonalize(), 0x6985)
+
+
+# == GENERATE PIN (80 DA) ===============================================================
+
+
+def test_generate_pin_only_under_sm_and_the_pin_works() -> None:
+    from sm_host import KD, expect, open_session, standard_card
+
+    _, r = standard_card()
+    expect(r, cos.generate_pin(9, 6), 0x6982)  # never in clear: the answer is the PIN
+    s = open_session(r, 1, KD, "AES")
+    resp = s.send(r, cos.generate_pin(9, 6, tries=3))
+    assert resp.sw == 0x9000 and len(resp.data) == 8 and resp.data[0] == 0x26
+    digits = resp.data.hex()[2:8]
+    assert digits.isdigit() and resp.data.hex()[8:] == "ffffffff"
+    expect(r, cos.verify(9, cos.format2(digits)))
+    wrong = cos.format2("0" * 6 if digits != "000000" else "111111")
+    expect(r, cos.verify(9, wrong), 0x63C2)
+
+
+def test_generate_pin_parameter_errors() -> None:
+    from sm_host import KD, open_session, standard_card
+
+    _, r = standard_card()
+    s = open_session(r, 1, KD, "AES")
+    for apdu, sw in [
+        (cos.generate_pin(9, 3), 0x6A80),  # shorter than 4
+        (cos.generate_pin(9, 13), 0x6A80),  # longer than 12
+        (cos.generate_pin(9, 6, tries=0), 0x6A80),
+        (cos.generate_pin(9, 6, puk_ref=9), 0x6A80),  # its own PUK
+        (cos.generate_pin(9, 6, min_len=8), 0x6A80),  # length below the minimum
+    ]:
+        assert s.send(r, apdu).sw == sw, apdu.hex()
+    assert (
+        s.send(r, bytes.fromhex("80DA0010") + bytes([3]) + bytes.fromhex("800104") + b"\x00").sw
+        == 0x6A86
+    )
+
+
+def test_generate_pin_refused_once_personalized() -> None:
+    from sm_host import KD, expect, open_session, standard_card
+
+    _, r = standard_card()
+    expect(r, cos.set_lifecycle(0x0F))
+    s = open_session(r, 1, KD, "AES")
+    assert s.send(r, cos.generate_pin(9, 6)).sw == 0x6985

@@ -175,6 +175,47 @@ def put_object(card: CardOS, cmd: CommandAPDU) -> bytes:
     return b""
 
 
+def generate_pin(card: CardOS, cmd: CommandAPDU) -> bytes:
+    """GENERATE PIN (80 DA 00 ref): the card draws a random PIN, stores it as PIN
+    object ``ref`` and answers its ISO 9564-1 format-2 block - the chapter's
+    variant where the card generates the PIN and hands it out encrypted for the
+    PIN letter. Secure messaging is required in every life-cycle state, so the
+    answer leaves the card only as an SM cryptogram that the HSM opens inside.
+
+    Data: 80 length (4..12), 81 try limit, optional 82 PUK reference, 83 minimum
+    and 84 maximum length for later changes."""
+    if not 1 <= cmd.p2 <= 15 or cmd.p1:
+        raise CardError(0x6A86)
+    if not cmd.data or cmd.le == 0:
+        raise CardError(0x6700)
+    if not card.ram.sm_command:
+        raise CardError(0x6982)
+    if card.st.system.lifecycle not in (Lifecycle.MANUFACTURED, Lifecycle.INITIALIZED):
+        raise CardError(0x6985)
+    try:
+        d = tlv.to_dict(cmd.data)
+    except tlv.TlvError:
+        raise CardError(0x6A80) from None
+    if set(d) - {0x80, 0x81, 0x82, 0x83, 0x84}:
+        raise CardError(0x6A80)
+    n, limit, puk = _byte(d, 0x80), _byte(d, 0x81), _byte(d, 0x82, 0)
+    lo, hi = _byte(d, 0x83, 4), _byte(d, 0x84, 12)
+    if not 4 <= lo <= n <= hi <= 12 or not 1 <= limit <= 15 or puk > 15 or puk == cmd.p2:
+        raise CardError(0x6A80)
+    digits = ""
+    while len(digits) < n:  # unbiased: reject bytes >= 250
+        b = card.rand(1)[0]
+        if b < 250:
+            digits += str(b % 10)
+    block = bytes.fromhex(f"2{n:X}{digits}".ljust(16, "F"))
+    st = card.st
+    st.begin()
+    store_object(card, ObjType.PIN, cmd.p2, block, bytes([limit, limit, 0, puk, lo, hi]))
+    st.commit()
+    card.ram.verified_pins.discard(cmd.p2)
+    return block
+
+
 # -- life cycle ----------------------------------------------------------------
 def _admin_authenticated(card: CardOS) -> bool:
     for ref in card.ram.auth_keys:
@@ -411,6 +452,7 @@ def continue_depersonalization(card: CardOS) -> None:
 HANDLERS = {
     (0x00, 0xCA): get_data,
     (0x80, 0xD8): put_object,
+    (0x80, 0xDA): generate_pin,
     (0x80, 0xF0): set_lifecycle,
     (0x80, 0xD0): write_memory,
     (0x80, 0xD2): load_dump_routine,

@@ -257,6 +257,27 @@ def put_pin(
     return _apdu(0x80, 0xD8, 0x01, ref, data)
 
 
+def generate_pin(
+    ref: int,
+    length: int = 4,
+    tries: int = 3,
+    puk_ref: int = 0,
+    min_len: int = 4,
+    max_len: int = 12,
+) -> bytes:
+    """GENERATE PIN: send it under secure messaging only (the card refuses it plain)."""
+    data = b"".join(
+        [
+            tlv.encode(0x80, bytes([length])),
+            tlv.encode(0x81, bytes([tries])),
+            tlv.encode(0x82, bytes([puk_ref])),
+            tlv.encode(0x83, bytes([min_len])),
+            tlv.encode(0x84, bytes([max_len])),
+        ]
+    )
+    return _apdu(0x80, 0xDA, 0x00, ref, data, 256)
+
+
 def set_lifecycle(state: int) -> bytes:
     return _apdu(0x80, 0xF0, state, 0x00)
 
