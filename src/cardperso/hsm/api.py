@@ -296,9 +296,12 @@ class RandomKey:
 
 @dataclass(frozen=True, slots=True)
 class DerivedKey:
-    """A card key derived from a KD_MASTER key and diversification data (:class:`KdScheme`).
+    """A card key derived from a master key and diversification data (:class:`KdScheme`).
 
-    ``diversifier`` is the chip serial, or card data such as ``Y`` of EMV Option A."""
+    ``master`` is a KD_MASTER key, or an EMV_IMK with scheme ``EMV_3DES`` (then the key
+    is the EMV ICC master key of ``diversifier`` = ``Y``, EMV Book 2 A1.4.1, and QC can
+    check the card's application cryptograms with the same IMK). ``diversifier`` is the
+    chip serial, or card data such as ``Y``."""
 
     master: KeyHandle
     diversifier: bytes
@@ -346,9 +349,10 @@ class CardSecretRequest:
     ``prefix`` the public attributes in front of the value, and the value is the
     key, or the PIN as an ISO 9564-1 format-2 block (the form the card stores).
 
-    ``context`` names the card (the record id, public, at most 64 printable
-    characters): errors name it. ``pan`` is needed by PIN blocks of formats 0, 3
-    and 4 and by the PVV. ``copies`` and ``pvv`` apply to PINs; ``export_under``
+    ``context`` names the card and the object (e.g. ``batch/0000042/PIN``; public,
+    1 to 128 printable ASCII characters): errors name it, and a seeded soft HSM
+    draws the request's randomness from it. ``pan`` is needed by PIN blocks of
+    formats 0, 3 and 4 and by the PVV. ``copies`` and ``pvv`` apply to PINs; ``export_under``
     (an ISSUER_KEK) applies to :class:`RandomKey` only and returns the key as a
     TR-31 block for the issuer's response data.
     """
@@ -659,7 +663,8 @@ class HsmSession(ABC):
         """(data, status word) of the card's protected response (data + SW1 SW2).
 
         Only data the card sends back is revealed; it is the caller's to see
-        (file contents read under SM for quality control)."""
+        (file contents read under SM for quality control) - except the answer to
+        GENERATE PIN, which only :meth:`card_sm_unwrap_pin` opens."""
 
     @abstractmethod
     def card_secrets(
@@ -672,6 +677,23 @@ class HsmSession(ABC):
         TR-31 response block and KCV asked for. No clear PIN or key leaves the
         HSM. Any failing request fails the whole call; the error names the request
         by index and ``context``, never a value."""
+
+    @abstractmethod
+    def card_sm_unwrap_pin(
+        self,
+        channel: CardChannel,
+        response: bytes,
+        copies: Sequence[PinCopy],
+        pan: str | None = None,
+    ) -> tuple[tuple[bytes, ...], int]:
+        """(PIN blocks, status word) of the card's protected answer to GENERATE PIN.
+
+        The answer is the PIN the card generated, as an ISO 9564-1 format-2 block; it
+        is opened inside the HSM and leaves only re-encrypted as ``copies`` (the print
+        key for the PIN mailer, the issuer's PIN key): the chapter's variant where the
+        card generates the PIN and hands it out encrypted for the letter. The last
+        command wrapped on ``channel`` must be GENERATE PIN, and :meth:`card_sm_unwrap`
+        refuses its answer. An error status word comes back with no blocks."""
 
     @abstractmethod
     def encrypt_data(self, key: KeyHandle, plaintext: bytes, iv: bytes) -> bytes:

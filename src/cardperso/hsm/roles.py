@@ -13,8 +13,9 @@ way). The table is the bureau's separation of duties, and later stations rely on
 * ``initialization`` loads the OS-level structure and KD into blank cards: it is the
   one role that may obtain KD in clear, and it may *not* decrypt issuer data;
 * ``personalization`` talks to initialized cards: authentication cryptograms, issuer
-  data re-encrypted for one chip, ECDH sessions - never KD in clear, never clear
-  issuer data;
+  data re-encrypted for one chip, prepared card secrets opened into one card's
+  secure-messaging channel, ECDH sessions - never KD in clear, never clear issuer
+  data, and a PIN the card generates only as PIN blocks (``card_sm_unwrap_pin``);
 * ``qc`` recomputes what a card should answer and verifies values;
 * ``lettershop`` prints PIN mailers, the one place a clear PIN leaves.
 """
@@ -77,6 +78,7 @@ class Operation(StrEnum):
     CARD_SM_WRAP = "card_sm_wrap"
     CARD_SM_UNWRAP = "card_sm_unwrap"
     CARD_SECRETS = "card_secrets"
+    CARD_SM_UNWRAP_PIN = "card_sm_unwrap_pin"
     GENERATE_CVVS = "generate_cvvs"
 
 
@@ -125,6 +127,9 @@ PERMISSIONS: Mapping[Operation, frozenset[Role]] = {
     # (opened only inside card_sm_wrap), and the CVVs of many records.
     _O.CARD_SECRETS: frozenset({_R.DATAPREP}),
     _O.GENERATE_CVVS: frozenset({_R.DATAPREP}),
+    # A PIN the card generated (GENERATE PIN) leaves its SM answer only re-encrypted
+    # under PIN keys (the print key for the mailer), never to the station.
+    _O.CARD_SM_UNWRAP_PIN: frozenset({_R.PERSONALIZATION}),
 }
 
 

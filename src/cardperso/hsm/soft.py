@@ -24,6 +24,7 @@ wipe them), so the boundary is the process and the machine it runs on.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,6 +65,7 @@ from cardperso.hsm.api import (
     KeyUsage,
     MacAlgorithm,
     PinBlockFormat,
+    PinCopy,
     PinMailerRenderer,
     RandomKey,
     RandomPin,
@@ -143,7 +145,7 @@ class _Key:
     cipher: BlockCipher | None = None
     public: bytes | None = None  # EC keys: the public point, computed once
     des_a: BlockCipher | None = None  # CVKs: single-DES CVK-A
-    pair: tuple[BlockCipher, BlockCipher] | None = None  # CARD_SECRET: (K_ENC, K_MAC)
+    pair: tuple[BlockCipher, bytes] | None = None  # CARD_SECRET: (K_ENC, K_MAC)
 
     @classmethod
     def build(cls, handle: KeyHandle, value: SecretBytes) -> _Key:
@@ -411,6 +413,7 @@ class SoftSession(HsmSession):
         self.operator = operator
         self._volatile: dict[str, _Key] = {}
         self._channels: dict[str, securemsg.SmChannel] = {}
+        self._wrapped: dict[str, bytes] = {}  # channel label -> header of the last command
         self._closed = False
 
     def __repr__(self) -> str:
@@ -420,6 +423,7 @@ class SoftSession(HsmSession):
         with self._hsm._lock:
             self._volatile.clear()
             self._channels.clear()
+            self._wrapped.clear()
             self._closed = True
 
     # -- the one path every call takes ---------------------------------------------------
@@ -808,26 +812,66 @@ class SoftSession(HsmSession):
                 plain = _decrypt_transport(c.keys[0], data, iv)
             cmd = CommandAPDU(header[0], header[1], header[2], header[3], plain, le)
             with self._hsm._lock:
+                self._wrapped[channel.label] = header
                 return ch.wrap_command(cmd)
+
+    def _unwrap(
+        self, op: Operation, channel: CardChannel, response: bytes, *, pin: bool
+    ) -> tuple[bytes, int]:
+        ch = self._channel(op, channel)
+        generated = self._wrapped.get(channel.label, b"")[:2] == GENERATE_PIN_COMMAND
+        if generated != pin:
+            raise HsmError(
+                op.value,
+                "the answer to GENERATE PIN opens only through card_sm_unwrap_pin"
+                if generated
+                else "card_sm_unwrap_pin takes only the answer to GENERATE PIN",
+            )
+        response = bytes(response)
+        if len(response) < 2:
+            raise HsmError(op.value, "a response ends in a status word")
+        try:
+            with self._hsm._lock:
+                self._wrapped.pop(channel.label, None)
+                return ch.unwrap_response(response[:-2], int.from_bytes(response[-2:], "big"))
+        except securemsg.SmError as e:
+            with self._hsm._lock:
+                self._channels.pop(channel.label, None)
+            raise HsmError(op.value, f"protected response rejected ({e})") from None
 
     def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
         op = Operation.CARD_SM_UNWRAP
         with self._call(op, detail={"channel": str(getattr(channel, "label", ""))}) as c:
-            ch = self._channel(op, channel)
-            response = bytes(response)
-            if len(response) < 2:
-                raise HsmError(op.value, "a response ends in a status word")
-            try:
-                with self._hsm._lock:
-                    data, sw = ch.unwrap_response(
-                        response[:-2], int.from_bytes(response[-2:], "big")
-                    )
-            except securemsg.SmError as e:
-                with self._hsm._lock:
-                    self._channels.pop(channel.label, None)
-                raise HsmError(op.value, f"protected response rejected ({e})") from None
+            data, sw = self._unwrap(op, channel, response, pin=False)
             c.detail["sw"] = f"{sw:04X}"
             return data, sw
+
+    def card_sm_unwrap_pin(
+        self,
+        channel: CardChannel,
+        response: bytes,
+        copies: Sequence[PinCopy],
+        pan: str | None = None,
+    ) -> tuple[tuple[bytes, ...], int]:
+        op = Operation.CARD_SM_UNWRAP_PIN
+        copies = tuple(copies)
+        keys = [(cp.key, _PIN_KEY) for cp in copies if isinstance(cp, PinCopy)]
+        if len(keys) != len(copies) or not copies:
+            keys, copies = [], ()
+        detail = {"channel": str(getattr(channel, "label", "")), "copies": str(len(copies))}
+        with self._call(op, *keys, detail=detail) as c:
+            if not copies:
+                raise HsmError(op.value, "give at least one PinCopy (the PIN leaves only so)")
+            data, sw = self._unwrap(op, channel, response, pin=True)
+            c.detail["sw"] = f"{sw:04X}"
+            if sw != 0x9000:
+                return (), sw
+            pin = _parse_format2(op, data)
+            rng = self._hsm._rng
+            return tuple(
+                pinblock.encrypt_pin_block(k.sym, cp.fmt, pin, pan, rng)
+                for k, cp in zip(c.keys, copies, strict=True)
+            ), sw
 
     def translate_to_session(
         self, transport: KeyHandle, ciphertext: bytes, iv: bytes, session: AgreedKeys
@@ -990,7 +1034,9 @@ class SoftSession(HsmSession):
             raw = rng.random_bytes(ALGORITHM_KEY_LENGTH[algorithm])
             return (adjust_des_parity(raw) if algorithm.is_tdes else raw), algorithm
         if isinstance(src, DerivedKey):
-            km = key(src.master, _u(KeyUsage.KD_MASTER))
+            km = key(src.master, _DERIVING)
+            if km.handle.usage is KeyUsage.EMV_IMK and src.scheme is not KdScheme.EMV_3DES:
+                raise KeyUsageError(op.value, "an EMV_IMK derives card keys by EMV Option A only")
             raw = _derive_kd(op, km, src.diversifier, src.scheme)
             if km.handle.algorithm.is_aes:
                 algorithm = KeyAlgorithm.AES_128 if len(raw) == 16 else KeyAlgorithm.AES_256
@@ -1276,6 +1322,8 @@ class SoftSession(HsmSession):
 
 
 _PIN_KEY = _u(KeyUsage.PIN_ENCRYPTION)
+GENERATE_PIN_COMMAND = b"\x80\xda"  # the card OS's GENERATE PIN (docs/card-os.md §2.3)
+_DERIVING = _u(KeyUsage.KD_MASTER, KeyUsage.EMV_IMK)  # masters of DerivedKey card keys
 _RENDER_FAILED = object()
 _PVK = _u(KeyUsage.PIN_VERIFICATION)
 
@@ -1350,7 +1398,7 @@ def _seal(enc: BlockCipher, mac: BlockCipher, plain: bytes) -> SealedData:
     return SealedData(cryptogram, cmac(mac, cryptogram)[:SEALED_MAC_LENGTH])
 
 
-_CONTEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,63}")
+_CONTEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
 SECRET_ENC_LABEL = b"cardperso card secret ENC"
 SECRET_MAC_LABEL = b"cardperso card secret MAC"
 SECRET_TAG_LENGTH = 16
@@ -1358,7 +1406,7 @@ SECRET_TAG_LENGTH = 16
 
 def _context(op: Operation, context: str) -> str:
     if not isinstance(context, str) or not _CONTEXT.fullmatch(context):
-        raise HsmError(op.value, "a request context is 1-64 printable ASCII characters")
+        raise HsmError(op.value, "a request context is 1-128 printable ASCII characters")
     return context
 
 
@@ -1379,7 +1427,7 @@ def _request_keys(r: CardSecretRequest) -> list[tuple[KeyHandle, _Usages]]:
     elif isinstance(src, DerivedPin):
         out.append((src.pdk, _PVK))
     elif isinstance(src, DerivedKey):
-        out.append((src.master, _u(KeyUsage.KD_MASTER)))
+        out.append((src.master, _DERIVING))
     elif isinstance(src, WrappedKey):
         out.append((src.kek, _u(KeyUsage.KEK)))
     elif not isinstance(src, RandomPin | RandomKey):
@@ -1405,40 +1453,55 @@ def _card_key_algorithm(op: Operation, family: str, length: int) -> KeyAlgorithm
     return found
 
 
+def _parse_format2(op: Operation, block: bytes) -> str:
+    """The PIN in a clear ISO 9564-1 format-2 block; one message for any fault (no oracle)."""
+    text = bytes(block).hex().upper()
+    n = int(text[1], 16) if len(text) == 16 else 0
+    pin = text[2 : 2 + n]
+    if text[:1] != "2" or not 4 <= n <= 12 or not pin.isdigit() or set(text[2 + n :]) - {"F"}:
+        raise HsmError(op.value, "the card's answer is not a PIN block")
+    return pin
+
+
 def _format2(pin: str) -> bytes:
     """ISO 9564-1 format-2 PIN block (control 2, length, PIN, fill F): the card's form."""
     return bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
 
 
-def _secret_keys(key: _Key) -> tuple[BlockCipher, BlockCipher]:
-    """K_ENC, K_MAC of a CARD_SECRET key (SP 800-108 counter mode, CMAC), built once."""
+def _secret_keys(key: _Key) -> tuple[BlockCipher, bytes]:
+    """K_ENC (AES, as long as the key) and K_MAC (32 bytes, for HMAC) of a CARD_SECRET key,
+    from the SP 800-108 counter-mode KDF with CMAC; derived once per key."""
     if key.pair is None:
         n = ALGORITHM_KEY_LENGTH[key.handle.algorithm]
         key.pair = (
             AES(sp800_108_counter_cmac(key.sym, SECRET_ENC_LABEL, b"", n)),
-            AES(sp800_108_counter_cmac(key.sym, SECRET_MAC_LABEL, b"", n)),
+            sp800_108_counter_cmac(key.sym, SECRET_MAC_LABEL, b"", 32),
         )
     return key.pair
 
 
+def _secret_tag(k_mac: bytes, header: bytes, iv: bytes, ct: bytes) -> bytes:
+    return hmac.new(k_mac, header + iv + ct, hashlib.sha256).digest()[:SECRET_TAG_LENGTH]
+
+
 def _seal_secret(key: _Key, header: bytes, plain: bytes, iv: bytes) -> bytes:
-    """Encrypt-then-MAC: CBC_K_ENC(iv, plain padded by method 2) || CMAC_K_MAC(header ||
-    iv || that ciphertext). The MAC binds the command header, so the cryptogram opens
-    only for the command it was made for, and it is checked before any decryption
-    (no padding oracle)."""
-    enc, mac = _secret_keys(key)
+    """Encrypt-then-MAC: CBC_K_ENC(iv, plain padded by method 2) || HMAC-SHA256_K_MAC(header
+    || iv || that ciphertext), cut to 16 bytes. The MAC binds the command header, so the
+    cryptogram opens only for the command it was made for, and it is checked before any
+    decryption (no padding oracle)."""
+    enc, k_mac = _secret_keys(key)
     ct = enc.encrypt_cbc(pad_iso9797(plain, 16, 2), iv)
-    return ct + cmac(mac, header + iv + ct)
+    return ct + _secret_tag(k_mac, header, iv, ct)
 
 
 def _open_secret(op: Operation, key: _Key, header: bytes, cryptogram: bytes, iv: bytes) -> bytes:
     """Inverse of :func:`_seal_secret`; one message for every failure (no oracle)."""
-    enc, mac = _secret_keys(key)
+    enc, k_mac = _secret_keys(key)
     n = len(cryptogram) - SECRET_TAG_LENGTH
     ok = len(iv) == 16 and n >= 16 and n % 16 == 0
     if ok:
         ct, tag = cryptogram[:n], cryptogram[n:]
-        ok = verify_mac(cmac(mac, header + iv + ct), tag)
+        ok = verify_mac(_secret_tag(k_mac, header, iv, ct), tag)
     if not ok:
         raise HsmError(op.value, "the card secret does not verify for this command and key")
     return unpad_m2(enc.decrypt_cbc(cryptogram[:n], iv), 16)
