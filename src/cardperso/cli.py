@@ -15,6 +15,7 @@ import typer
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm.api import KeyAlgorithm, KeyUsage
+from cardperso.line.cli_commands import batch_app, demo_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 hsm_app = typer.Typer(no_args_is_help=True, help="The security module: keystore and audit log.")
@@ -61,8 +62,8 @@ def main() -> None:
     """cardperso: smart-card personalization bureau production system."""
 
 
-@app.command()
-def demo(seed: int = typer.Option(2026, help="seed for the simulated card")) -> None:
+@app.command("card-demo")
+def card_demo(seed: int = typer.Option(2026, help="seed for the simulated card")) -> None:
     """Scripted session against one simulated card: APDU trace and modeled time."""
     from cardperso.demo import run_card_demo
 
@@ -216,6 +217,10 @@ def profile_check(
 
     for line in _run(lambda: check_profile(profile)).lines:
         typer.echo(line)
+
+
+app.add_typer(batch_app, name="batch")
+app.command("demo")(demo_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,237 @@
+"""Run prepared chip steps through a reader slot and the HSM, and resume after a fault.
+
+A :class:`StepRunner` executes :class:`~cardperso.dataprep.prepared.Step` objects
+(docs in :mod:`cardperso.dataprep.prepared`) for one card with one HSM session:
+plain APDUs, APDUs wrapped for secure messaging by the HSM (``card_sm_wrap`` /
+``card_sm_unwrap``), prepared secrets opened only inside the HSM, the GENERAL
+AUTHENTICATE that opens the KD-keyed channel, EXTERNAL AUTHENTICATE with an
+HSM-made cryptogram, and - at initialization only - PUT KEY of KD obtained from
+``kd_for_initialization``. Every answer is checked against the step's status word
+and, where known, its data: the chapter's command/response check.
+
+Resuming (:meth:`StepRunner.resume`): after a fault the module powers the card
+down and up again (the card's journal rolls a torn command back entirely,
+docs/card-os.md §4), replays the *context* of the failed step - every
+authentication and secure-messaging set-up before it, then the last SELECT - and
+sends the failed step again. That is the module's one retry.
+
+Errors are :class:`ChipFailure`: the station, the step's note and what went wrong
+(a status word, "answer differs", a reader or HSM fault). Never data: neither the
+APDU nor the answer is quoted, so no cardholder data, PIN or key can reach the
+reject bin, a log or the database.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cardperso import tlv
+from cardperso.apdu import CommandAPDU, parse_command
+from cardperso.crypto.rand import RandomSource
+from cardperso.dataprep.prepared import Step, StepKind
+from cardperso.errors import CardpersoError, HsmError, ReaderError
+from cardperso.hsm import CardChannel, HsmSession, KdScheme, KeyHandle
+from cardperso.readers import Reader, cos, exchange
+
+__all__ = ["ChipFailure", "KeyCache", "StepRunner", "read_serial"]
+
+
+class ChipFailure(CardpersoError):
+    """A card failed at a chip station; names the station and step, never data."""
+
+    exit_code = 4
+
+    def __init__(self, station: str, reason: str, *, index: int = -1) -> None:
+        self.station = station
+        self.reason = reason[:200]
+        self.index = index
+        super().__init__(f"{station}: {self.reason}")
+
+
+class KeyCache:
+    """Key handles by label for one HSM session (each look-up is audited once)."""
+
+    def __init__(self, session: HsmSession) -> None:
+        self.session = session
+        self._handles: dict[str, KeyHandle] = {}
+
+    def get(self, label: str) -> KeyHandle:
+        handle = self._handles.get(label)
+        if handle is None:
+            handle = self.session.get_key(label)
+            self._handles[label] = handle
+        return handle
+
+
+def read_serial(reader: Reader) -> bytes:
+    """The chip serial the card reports (GET DATA ``DF01``); ReaderError if it will not say."""
+    r = exchange(reader, cos.get_data(0xDF01))
+    if r.sw != 0x9000:
+        raise ReaderError(f"GET DATA DF01 answered {r.sw:04X}")
+    try:
+        return tlv.to_dict(r.data)[0xDF01]
+    except (tlv.TlvError, KeyError):
+        raise ReaderError("GET DATA DF01: malformed answer") from None
+
+
+@dataclass
+class StepRunner:
+    """Executes steps on one card for one station (see the module notes)."""
+
+    station: str
+    reader: Reader
+    keys: KeyCache
+    serial: bytes
+    rng: RandomSource
+    card_secret: str = "CARD.SECRET"  # noqa: S105 - a key label
+    hsm_calls: int = 0
+    collected: dict[str, bytes] = field(default_factory=dict)
+    channel: CardChannel | None = None
+
+    @property
+    def hsm(self) -> HsmSession:
+        return self.keys.session
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self, steps: Sequence[Step], start: int = 0) -> None:
+        """Run ``steps[start:]``; a failing step raises :class:`ChipFailure` with its index."""
+        for i in range(start, len(steps)):
+            self._step(steps[i], i)
+
+    def resume(self, steps: Sequence[Step], index: int) -> None:
+        """Power-cycle the card, replay the context of ``steps[index]``, then go on from it."""
+        try:
+            self.reader.close()
+            self.reader.reset()
+        except ReaderError as e:
+            raise ChipFailure(self.station, f"reset for the retry: {e}", index=index) from None
+        self.channel = None
+        for i, step in self.context(steps, index):
+            self._step(step, i)
+        self.run(steps, index)
+
+    @staticmethod
+    def context(steps: Sequence[Step], index: int) -> list[tuple[int, Step]]:
+        """The steps before ``index`` that set up what it relies on: authentications
+        and secure-messaging set-ups in order, then the last SELECT."""
+        out: list[tuple[int, Step]] = []
+        last_select: tuple[int, Step] | None = None
+        for i, s in enumerate(steps[:index]):
+            if s.kind in (StepKind.OPEN_SM, StepKind.EXTERNAL_AUTH):
+                out.append((i, s))
+            elif s.kind is StepKind.APDU and len(s.apdu) > 1 and s.apdu[1] == 0xA4:
+                last_select = (i, s)
+        if last_select is not None:
+            out.append(last_select)
+        return out
+
+    def _step(self, step: Step, index: int) -> None:
+        try:
+            data, sw = self._execute(step)
+        except ReaderError as e:
+            raise ChipFailure(self.station, f"{step.note}: {e}", index=index) from None
+        except HsmError as e:
+            raise ChipFailure(self.station, f"{step.note}: {e}", index=index) from None
+        if sw != step.expect_sw:
+            raise ChipFailure(
+                self.station,
+                f"{step.note}: SW {sw:04X}, expected {step.expect_sw:04X}",
+                index=index,
+            )
+        if step.expect_data is not None and not hmac.compare_digest(data, step.expect_data):
+            raise ChipFailure(
+                self.station, f"{step.note}: the answer differs from the prepared one", index=index
+            )
+        if step.collect:
+            self.collected[step.collect] = data
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _send(self, apdu: bytes) -> tuple[bytes, int]:
+        r = exchange(self.reader, apdu)
+        return r.data, r.sw
+
+    def _send_sm(self, apdu: bytes) -> tuple[bytes, int]:
+        cmd = parse_command(apdu)
+        return self._wrapped(bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2]), cmd.data, cmd.le)
+
+    def _wrapped(
+        self,
+        header: bytes,
+        data: bytes,
+        le: int = 0,
+        *,
+        transport: KeyHandle | None = None,
+        iv: bytes = b"",
+    ) -> tuple[bytes, int]:
+        if self.channel is None:
+            raise HsmError("card_sm_wrap", "no secure-messaging channel is open")
+        self.hsm_calls += 2
+        wrapped = self.hsm.card_sm_wrap(
+            self.channel, header, data, le=le, transport=transport, iv=iv
+        )
+        r = exchange(self.reader, wrapped)
+        return self.hsm.card_sm_unwrap(self.channel, r.data + r.sw.to_bytes(2, "big"))
+
+    def _diversifier(self, step: Step) -> bytes:
+        return self.serial if step.diversifier == "chip_serial" else bytes.fromhex(step.diversifier)
+
+    @staticmethod
+    def _scheme(step: Step) -> KdScheme | None:
+        return KdScheme(step.scheme) if step.scheme else None
+
+    def _execute(self, step: Step) -> tuple[bytes, int]:
+        kind = step.kind
+        if kind is StepKind.APDU:
+            return self._send_sm(step.apdu) if step.sm else self._send(step.apdu)
+        if kind is StepKind.SECRET:
+            secret_key = self.keys.get(self.card_secret)
+            return self._wrapped(step.header, step.cryptogram, transport=secret_key, iv=step.iv)
+        if kind is StepKind.OPEN_SM:
+            return self._open_sm(step)
+        if kind is StepKind.EXTERNAL_AUTH:
+            return self._external_auth(step)
+        if kind is StepKind.LOAD_KD:
+            return self._load_kd(step)
+        raise HsmError("step", f"unknown step kind {kind!r}")  # pragma: no cover
+
+    def _open_sm(self, step: Step) -> tuple[bytes, int]:
+        km = self.keys.get(step.master_key)
+        rh = self.rng.random_bytes(16 if km.algorithm.is_aes else 8)
+        reply, sw = self._send(cos.general_authenticate_1(step.key_ref, rh))
+        if sw != 0x9000:
+            return reply, sw
+        self.hsm_calls += 1
+        self.channel = self.hsm.card_sm_open(
+            km, self._diversifier(step), rh, reply, scheme=self._scheme(step)
+        )
+        return self._send(cos.general_authenticate_2(step.key_ref, self.channel.host_cryptogram))
+
+    def _external_auth(self, step: Step) -> tuple[bytes, int]:
+        challenge, sw = self._send_sm(step.apdu) if step.sm else self._send(step.apdu)
+        if sw != 0x9000:
+            return challenge, sw
+        self.hsm_calls += 1
+        cryptogram = self.hsm.external_auth_cryptogram(
+            self.keys.get(step.master_key),
+            self._diversifier(step),
+            challenge,
+            scheme=self._scheme(step),
+        )
+        apdu = cos.external_authenticate(step.key_ref, cryptogram)
+        return self._send_sm(apdu) if step.sm else self._send(apdu)
+
+    def _load_kd(self, step: Step) -> tuple[bytes, int]:
+        """PUT KEY with KD in clear: the chapter's initialization, card still MANUFACTURED.
+
+        KD exists here only for the one APDU; it is never kept, logged or quoted."""
+        self.hsm_calls += 1
+        kd = self.hsm.kd_for_initialization(
+            self.keys.get(step.master_key), self._diversifier(step), scheme=self._scheme(step)
+        )
+        cla, ins, p1, p2 = step.header
+        apdu = CommandAPDU(cla, ins, p1, p2, step.data + tlv.encode(0x8F, kd.reveal()))
+        return self._send(apdu.to_bytes())

@@ -1,0 +1,315 @@
+"""The ``cardperso batch`` commands and ``cardperso demo``: thin, like ``cli.py``.
+
+Each command parses its options, opens the database and the HSM, calls one use case
+(:mod:`cardperso.line.usecases`) and prints; a :class:`~cardperso.errors.CardpersoError`
+becomes one line on stderr and its exit code. Operators authenticate with
+``--operator`` and the password from ``$CARDPERSO_OPERATOR_PASSWORD`` or a prompt
+without echo; the keystore passphrase comes from ``$CARDPERSO_HSM_PASSPHRASE`` or a
+prompt. ``batch run`` shows a live display: per-station counts, rate and ETA.
+
+Wire into ``cli.py``::
+
+    from cardperso.line.cli_commands import batch_app, demo_command
+    app.add_typer(batch_app, name="batch"); app.command("demo")(demo_command)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from cardperso.crypto.secret import SecretStr
+from cardperso.errors import CardpersoError
+from cardperso.hsm import SoftHsm
+from cardperso.line.feeder import SimulatedFeeder
+from cardperso.line.orchestrator import LineConfig, LineProgress, RunResult
+from cardperso.production.db import Database, default_url
+from cardperso.production.operators import Principal, login
+
+__all__ = ["batch_app", "demo_command", "progress_table"]
+
+batch_app = typer.Typer(no_args_is_help=True, help="Batches: import, run, resume, status, report.")
+
+_T = TypeVar("_T")
+PASSWORD_ENV = "CARDPERSO_OPERATOR_PASSWORD"  # noqa: S105 - a variable name
+PASSPHRASE_ENV = "CARDPERSO_HSM_PASSPHRASE"  # noqa: S105 - a variable name
+
+DB_URL = typer.Option(None, "--db", envvar="CARDPERSO_DATABASE_URL", help="database URL")
+KEYSTORE = typer.Option(
+    Path("cardperso.keystore"), "--keystore", envvar="CARDPERSO_KEYSTORE", help="keystore file"
+)
+
+
+def _default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "operator"
+
+
+OPERATOR = typer.Option(_default_operator(), "--operator", help="operator name (authenticated)")
+
+
+def _run(step: Callable[[], _T]) -> _T:
+    try:
+        return step()
+    except CardpersoError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
+
+
+def _secret(env: str, prompt: str) -> SecretStr:
+    text = os.environ.get(env)
+    if not text:
+        text = typer.prompt(prompt, hide_input=True)
+    return SecretStr(text)
+
+
+@contextmanager
+def _bureau(
+    db_url: str | None, keystore: Path, operator: str
+) -> Iterator[tuple[Database, SoftHsm]]:
+    db = Database.open(db_url or default_url())
+    try:
+        hsm = _run(
+            lambda: SoftHsm.open(
+                keystore, _secret(PASSPHRASE_ENV, "Keystore passphrase"), operator=operator
+            )
+        )
+        try:
+            yield db, hsm
+        finally:
+            hsm.close()
+    finally:
+        db.dispose()
+
+
+def _login(db: Database, operator: str) -> Principal:
+    return _run(lambda: login(db, operator, _secret(PASSWORD_ENV, f"Password for {operator}")))
+
+
+def progress_table(p: LineProgress) -> Table:
+    """The live display of a running batch."""
+    t = Table(title=f"cards {p.cards}  good {p.good}  rejected {p.rejected}  remakes {p.remakes}")
+    t.add_column("station")
+    t.add_column("passed", justify="right")
+    for name in ("feeder", "init", "perso", "chip_check", "magstripe", "visual", "qc"):
+        t.add_row(name, str(p.stations.get(name, 0)))
+    eta = f"{p.eta_s:.0f} s" if p.eta_s is not None else "-"
+    t.caption = (
+        f"records {p.good_jobs}/{p.total_jobs}  in flight {p.in_flight}  "
+        f"{p.rate_per_s:.1f} cards/s  ETA {eta}  modeled {p.modeled_cards_per_hour:.0f} cards/h "
+        f"(limited by {p.limiting_station})"
+    )
+    return t
+
+
+def _print_run(result: RunResult) -> None:
+    model = result.modeled()
+    typer.echo(
+        f"{result.cards} cards: {result.good} good, {sum(result.rejected.values())} rejected, "
+        f"{result.remakes} remakes; batch {'done' if result.batch_done else 'not done'}"
+    )
+    for reason, n in result.rejected.most_common(8):
+        typer.echo(f"  reject bin {n:5d}  {reason}")
+    typer.echo(
+        f"modeled {model.cards_per_hour:.0f} cards/hour with {result.modules} modules "
+        f"(limited by {model.limiting_station}); host CPU {result.host_cpu_ms_per_card():.2f} "
+        f"ms/card; wall {result.wall_s:.1f} s"
+    )
+    if result.stopped:
+        typer.echo(f"line stopped: {result.stopped}", err=True)
+
+
+@batch_app.command("import")
+def batch_import(
+    file: Annotated[Path, typer.Argument(help="issuer file (.csv or .jsonl)")],
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+) -> None:
+    """Validate, prepare and store an issuer file as one batch (whole or nothing)."""
+    from cardperso.line.usecases import import_batch
+
+    with _bureau(db_url, keystore, operator) as (db, hsm):
+        who = _login(db, operator)
+        today = datetime.now(UTC).date()
+        r = _run(lambda: import_batch(db, hsm, file, by=who, today=today))
+        typer.echo(f"batch {r.batch_id} ({r.reference}, {r.profile}): {r.records} records imported")
+
+
+def _line_run(
+    batch_id: int,
+    db_url: str | None,
+    keystore: Path,
+    operator: str,
+    modules: int,
+    stock_seed: str,
+) -> None:
+    from cardperso.line.usecases import run_batch
+
+    with _bureau(db_url, keystore, operator) as (db, hsm):
+        who = _login(db, operator)
+        console = Console()
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            result = _run(
+                lambda: run_batch(
+                    db,
+                    hsm,
+                    batch_id,
+                    by=who,
+                    feeder=SimulatedFeeder(stock_seed),
+                    config=LineConfig(modules=modules),
+                    progress=lambda p: live.update(progress_table(p)),
+                )
+            )
+        _print_run(result)
+        if result.stopped:
+            raise typer.Exit(6)
+
+
+MODULES = typer.Option(4, "--modules", "-m", min=1, max=64, help="chip-encoding modules")
+STOCK = typer.Option("stock", "--stock-seed", help="seed of the simulated card stock")
+
+
+@batch_app.command("run")
+def batch_run(
+    batch_id: Annotated[int, typer.Argument(help="batch id")],
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+    modules: int = MODULES,
+    stock_seed: str = STOCK,
+) -> None:
+    """Start a batch and run the line until no job is pending (live progress)."""
+    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed)
+
+
+@batch_app.command("resume")
+def batch_resume(
+    batch_id: Annotated[int, typer.Argument(help="batch id")],
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+    modules: int = MODULES,
+    stock_seed: str = STOCK,
+) -> None:
+    """Resume a paused or crashed batch: cards left in modules are rejected and remade."""
+    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed)
+
+
+@batch_app.command("receive-stock")
+def batch_receive_stock(
+    count: Annotated[int, typer.Argument(min=1, help="number of blank cards")],
+    lot: Annotated[str, typer.Option("--lot", help="delivery lot")] = "LOT-1",
+    start: Annotated[int, typer.Option("--start", min=0, help="first card of the run")] = 0,
+    stock_seed: str = STOCK,
+    db_url: str | None = DB_URL,
+    operator: str = OPERATOR,
+) -> None:
+    """Book blank cards of the simulated stock run into the feeder stock."""
+    from cardperso.line.feeder import stock_serials
+    from cardperso.line.usecases import receive_stock
+
+    db = Database.open(db_url or default_url())
+    try:
+        who = _login(db, operator)
+        serials = stock_serials(stock_seed, start, count)
+        n = _run(lambda: receive_stock(db, serials, by=who, lot=lot))
+    finally:
+        db.dispose()
+    typer.echo(f"{n} blank cards booked (lot {lot})")
+
+
+@batch_app.command("status")
+def batch_status_cmd(
+    batch_id: Annotated[int, typer.Argument(help="batch id")],
+    db_url: str | None = DB_URL,
+) -> None:
+    """Jobs, attempts and chips of a batch (counts only)."""
+    from cardperso.line.usecases import batch_status
+
+    db = Database.open(db_url or default_url())
+    try:
+        p = _run(lambda: batch_status(db, batch_id))
+    finally:
+        db.dispose()
+    jobs = ", ".join(f"{s.value} {n}" for s, n in p.jobs.items() if n)
+    atts = ", ".join(f"{o.value} {n}" for o, n in p.attempts.items() if n)
+    typer.echo(f"batch {batch_id}: jobs {jobs or 'none'}; attempts {atts or 'none'}")
+    typer.echo(f"chips: {p.chips_good} used good, {p.chips_spoiled} spoiled")
+
+
+@batch_app.command("report")
+def batch_report_cmd(
+    batch_id: Annotated[int, typer.Argument(help="batch id")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the report files")] = Path(
+        "reports"
+    ),
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+) -> None:
+    """Batch summary, chip usage report and response data, written to --out."""
+    from cardperso.line.usecases import batch_report
+
+    with _bureau(db_url, keystore, operator) as (db, hsm):
+        who = _login(db, operator)
+        files = _run(lambda: batch_report(db, hsm, batch_id, out, by=who))
+    for line in files.summary.lines():
+        typer.echo(line)
+    typer.echo(f"summary {files.summary_json}")
+    typer.echo(f"chip report {files.chip_report}")
+    if files.response_data:
+        typer.echo(f"response data {files.response_data}")
+
+
+def demo_command(
+    workdir: Annotated[Path, typer.Option("--dir", help="folder for the demo's files")] = Path(
+        "cardperso-demo"
+    ),
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="records")] = 10_000,
+    modules: Annotated[int, typer.Option("--modules", "-m", min=1, max=64)] = 8,
+    seed: Annotated[int, typer.Option(help="same seed, same batch")] = 2026,
+) -> None:
+    """generate -> import -> run -> report: synthetic debit cards on SQLite, the soft HSM
+    and simulated cards, ending with a summary and the paths of its outputs."""
+    from cardperso.line.usecases import run_demo
+
+    console = Console()
+    with Live(console=console, refresh_per_second=4) as live:
+        r = _run(
+            lambda: run_demo(
+                workdir,
+                count=count,
+                modules=modules,
+                seed=seed,
+                log=lambda m: live.console.print(m),
+                progress=lambda p: live.update(progress_table(p)),
+            )
+        )
+    _print_run(r.run)
+    for line in r.report.summary.lines():
+        typer.echo(line)
+    typer.echo("outputs:")
+    typer.echo(f"  issuer file     {r.issuer_file}")
+    typer.echo(f"  database        {r.database}")
+    typer.echo(f"  keystore        {r.keystore} (+ .audit.jsonl)")
+    typer.echo(f"  summary         {r.report.summary_json}")
+    typer.echo(f"  chip report     {r.report.chip_report}")
+    if r.report.response_data:
+        typer.echo(f"  response data   {r.report.response_data}")
+    if r.faces:
+        typer.echo(f"  card faces      {r.faces[0].parent} ({len(r.faces)} PNG files)")
+    if r.report.summary.problems or not r.run.batch_done:
+        raise typer.Exit(1)

@@ -1,0 +1,198 @@
+"""A chip-encoding module: one reader slot, and the chip stations a card passes in it.
+
+A module takes a card from the feeder into its slot and runs, in order, the
+``feeder`` check (ATR, PPS, the serial the chip reports against the stock record),
+``init`` (skipped for pre-initialized stock), ``perso`` and ``chip_check``
+(:mod:`.stations`). Each chip station talks to the card through a
+:class:`~cardperso.line.chip.StepRunner` with an HSM session of its own role:
+initialization, personalization and QC are separate rooms (the chapter, Figure
+10.63) even inside one machine, so the personalization session never holds KD.
+
+**Retry once, then reject.** When a card fails, the module powers it down and up
+and retries from the failed step (:meth:`~cardperso.line.chip.StepRunner.resume`);
+a second failure rejects the card, naming the station and the step.
+
+**A module that keeps failing** is taken out of service after
+``fail_limit`` cards in a row have failed in it; the other modules go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+from cardperso.crypto.rand import RandomSource
+from cardperso.dataprep.init_script import InitScript
+from cardperso.dataprep.prepared import Step
+from cardperso.errors import ReaderError
+from cardperso.hsm import Hsm, Role
+from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
+from cardperso.line.feeder import CpuMeter, Feeder, MeteredReader
+from cardperso.line.stations import CardInLine, StationResult, chip_check_steps
+from cardperso.line.timing import CHIP, FEEDER, LineTiming
+from cardperso.readers import Reader
+
+__all__ = ["ChipModule", "ModuleStats"]
+
+
+@dataclass
+class ModuleStats:
+    cards: int = 0
+    failed: int = 0
+    retries: int = 0
+    recovered: int = 0
+    consecutive_failures: int = 0
+    out_of_service: bool = False
+    reason: str = ""
+    hsm_calls: int = 0
+    chip_s: float = 0.0
+
+
+@dataclass
+class _Sessions:
+    init: KeyCache
+    perso: KeyCache
+    qc: KeyCache
+
+
+@dataclass
+class ChipModule:
+    """One chip-encoding module of the line (see the module notes)."""
+
+    module_id: str
+    feeder: Feeder
+    hsm: Hsm
+    timing: LineTiming
+    rng: RandomSource
+    meter: CpuMeter
+    card_secret: str = "CARD.SECRET"  # noqa: S105 - a key label
+    pre_initialized: bool = False
+    fail_limit: int = 3
+    stats: ModuleStats = field(default_factory=ModuleStats)
+    _sessions: _Sessions | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sessions(self) -> _Sessions:
+        if self._sessions is None:
+            who = f"line module {self.module_id}"
+            self._sessions = _Sessions(
+                KeyCache(self.hsm.session(Role.INITIALIZATION, who)),
+                KeyCache(self.hsm.session(Role.PERSONALIZATION, who)),
+                KeyCache(self.hsm.session(Role.QC, who)),
+            )
+        return self._sessions
+
+    def close(self) -> None:
+        if self._sessions is not None:
+            for cache in (self._sessions.init, self._sessions.perso, self._sessions.qc):
+                cache.session.close()
+            self._sessions = None
+
+    # -- one card ---------------------------------------------------------------------
+
+    def process(self, card: CardInLine, script: InitScript | None) -> None:
+        """Run the chip stations on ``card``; results (and any failure) go on the card."""
+        self.stats.cards += 1
+        feeder_s = self.timing.feeder()
+        card.stages[FEEDER] = feeder_s
+        hsm_calls = 0
+        reader: Reader | None = None
+        try:
+            reader = MeteredReader(self.feeder.insert(card.serial, self.module_id), self.meter)
+            card.reader = reader
+            serial = self._feed(card, reader, feeder_s)
+            if serial is None:
+                return
+            s = self.sessions()
+            plan: list[tuple[str, KeyCache, tuple[Step, ...], bool]] = []
+            if not self.pre_initialized:
+                if script is None:
+                    raise ChipFailure("init", "no initialization script for this profile")
+                plan.append(("init", s.init, script.steps(card.prepared.init_steps), False))
+            plan.append(("perso", s.perso, card.prepared.script, False))
+            plan.append(("chip_check", s.qc, chip_check_steps(card.prepared.script), True))
+            for station, keys, steps, power_cycle in plan:
+                t0 = reader.elapsed
+                runner = StepRunner(station, reader, keys, serial, self.rng, self.card_secret)
+                ok = self._run(card, runner, steps, power_cycle)
+                hsm_calls += runner.hsm_calls
+                card.collected.update(runner.collected)
+                result = StationResult(
+                    station,
+                    ok is None,
+                    reader.elapsed - t0 + runner.hsm_calls * self.timing.hsm_call_s,
+                    {"steps": len(steps), "hsm": runner.hsm_calls},
+                    "" if ok is None else ok.reason,
+                )
+                card.results.append(result)
+                if ok is not None:
+                    return
+        except ChipFailure as e:
+            card.results.append(StationResult(e.station, False, 0.0, reason=e.reason))
+        finally:
+            elapsed = reader.elapsed if reader is not None else 0.0
+            card.stages[CHIP] = self.timing.chip(elapsed, hsm_calls)
+            self.stats.hsm_calls += hsm_calls
+            self.stats.chip_s += card.stages[CHIP]
+            if reader is not None:
+                with contextlib.suppress(ReaderError):
+                    reader.close()
+            self._account(card)
+
+    def _feed(self, card: CardInLine, reader: Reader, feeder_s: float) -> bytes | None:
+        """Power the card up and check its serial (one retry); the serial, or None."""
+        reason = ""
+        for attempt in (1, 2):
+            try:
+                if attempt == 2:
+                    card.retried = True
+                    self.stats.retries += 1
+                    reader.close()
+                reader.reset()
+                serial = read_serial(reader)
+            except ReaderError as e:
+                reason = f"card does not answer: {e}"
+                continue
+            if serial.hex().upper() != card.serial:
+                reason = "the chip serial differs from the stock record"
+                continue
+            if attempt == 2:
+                self.stats.recovered += 1
+            card.results.append(StationResult("feeder", True, feeder_s, {"retried": attempt > 1}))
+            return serial
+        card.results.append(StationResult("feeder", False, feeder_s, reason=reason[:200]))
+        return None
+
+    def _run(
+        self, card: CardInLine, runner: StepRunner, steps: tuple[Step, ...], power_cycle: bool
+    ) -> ChipFailure | None:
+        """Run one station's steps with the card's single retry; the failure, or None."""
+        try:
+            if power_cycle:
+                runner.resume(steps, 0)
+            else:
+                runner.run(steps)
+            return None
+        except ChipFailure as first:
+            if card.retried:
+                return first
+            card.retried = True
+            self.stats.retries += 1
+            try:
+                runner.resume(steps, max(first.index, 0))
+            except ChipFailure as second:
+                return second
+            self.stats.recovered += 1
+            return None
+
+    def _account(self, card: CardInLine) -> None:
+        with self._lock:
+            if card.failed is None:
+                self.stats.consecutive_failures = 0
+                return
+            self.stats.failed += 1
+            self.stats.consecutive_failures += 1
+            if self.stats.consecutive_failures >= self.fail_limit and not self.stats.out_of_service:
+                self.stats.out_of_service = True
+                self.stats.reason = f"{self.stats.consecutive_failures} cards in a row failed"

@@ -1,0 +1,564 @@
+"""The line: N chip-encoding modules in parallel, the finishing stations, the database.
+
+Threads mirror the machine. Each chip-encoding module is a thread: it claims the
+next job and a stock card in one transaction (:func:`repo.begin_attempt`: the
+attempt is recorded *before* the card enters the module), runs the chip stations
+(:mod:`.modules`) and puts the card on the transport to the finishing stations. One
+finishing thread takes cards in order through the magnetic stripe, visual and QC
+stations and ends each attempt in one transaction: good (stacker) or rejected
+(reject bin, chip spoiled, job pending again, so the next free module remakes it on
+a new card linked to the failed attempt). A bounded buffer between the modules
+and the finishing stations keeps the slowest station busy without letting
+unlimited cards pile up on the transport.
+
+Crash safety: :meth:`Line.run` first runs :func:`repo.recover_in_flight` (every
+attempt still open from a killed run - a card that was in a module or on the
+transport - is rejected "interrupted" and its job remade). A card leaves for the
+good stacker only when its ``mark_good`` is committed, so a record is never made
+twice; a card whose result was not committed is in the reject bin after recovery.
+
+Time: the line runs as fast as the host lets it. Each card's modeled machine time
+per stage (:mod:`.timing`) is recorded with its attempt, and :func:`pipeline`
+turns them into modeled cards per hour for N modules and names the limiting
+station. Host CPU per card is the process's CPU time less the time spent inside
+the simulated cards (a real card computes on its own chip).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardperso.crypto.rand import RandomSource, SeededRandom, SystemRandom
+from cardperso.dataprep.init_script import InitScript, build_init_script
+from cardperso.dataprep.prepared import PreparedCard
+from cardperso.errors import CardpersoError
+from cardperso.hsm import Hsm
+from cardperso.line.feeder import CpuMeter, Feeder
+from cardperso.line.magstripe import StripeFault
+from cardperso.line.modules import ChipModule, ModuleStats
+from cardperso.line.stations import (
+    CardInLine,
+    MagstripeStation,
+    QcStation,
+    StationResult,
+    VisualFault,
+    VisualStation,
+)
+from cardperso.line.timing import (
+    CHIP,
+    MAGSTRIPE,
+    QC,
+    STACKER,
+    STATIONS,
+    VISUAL,
+    LineTiming,
+    PipelineResult,
+    pipeline,
+)
+from cardperso.production import audit, repo
+from cardperso.production.crypto_fields import FieldCipher
+from cardperso.production.db import Database
+from cardperso.production.models import Batch, CardJob, JobState, StockKind
+from cardperso.production.models import Profile as ProfileRow
+from cardperso.profiles.loader import parse_profile
+
+__all__ = [
+    "CHIP_ENTRY",
+    "FINISH_ENTRY",
+    "Line",
+    "LineConfig",
+    "LineProgress",
+    "LineStopped",
+    "RunResult",
+]
+
+CHIP_ENTRY = "chip_module"
+"""The attempt's station entry written when the card leaves its module."""
+FINISH_ENTRY = "finishing"
+"""The entry written with the attempt's outcome (stripe, visual, QC, modeled stages)."""
+
+
+class LineStopped(CardpersoError):
+    """The line stopped before the batch was done (no stock, every module out of service)."""
+
+    exit_code = 6
+
+
+@dataclass
+class LineConfig:
+    """How the line is set up for a run."""
+
+    modules: int = 4
+    timing: LineTiming = field(default_factory=LineTiming)
+    stock_kind: StockKind = StockKind.BLANK
+    card_secret: str = "CARD.SECRET"  # noqa: S105 - a key label
+    fail_limit: int = 3
+    buffer: int = 8
+    px_per_mm: float = 8.0
+    faces_dir: Path | None = None
+    keep_faces: int = 0
+    seed: str | None = None
+    """Seed for the host's random challenges (repeatable runs); None: the system RNG."""
+    checkpoint: bool = True
+    """Record the chip module's result in its own transaction as the card leaves it."""
+    stripe_fault: StripeFault | None = None
+    visual_fault: VisualFault | None = None
+    max_cards: int | None = None
+    """Stop claiming after this many cards (tests, a shift's end)."""
+    progress_every_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class LineProgress:
+    """A snapshot for a live display."""
+
+    total_jobs: int
+    good_jobs: int
+    cards: int
+    good: int
+    rejected: int
+    remakes: int
+    in_flight: int
+    stations: dict[str, int]
+    wall_s: float
+    rate_per_s: float
+    eta_s: float | None
+    modeled_cards_per_hour: float
+    limiting_station: str
+
+
+@dataclass
+class RunResult:
+    """What one run of the line did."""
+
+    batch_id: int
+    modules: int
+    cards: int = 0
+    good: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    remakes: int = 0
+    stages: list[dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    card_cpu_s: float = 0.0
+    module_stats: dict[str, ModuleStats] = field(default_factory=dict)
+    recovered: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+    batch_done: bool = False
+    faces: list[Path] = field(default_factory=list)
+
+    @property
+    def host_cpu_s(self) -> float:
+        return max(self.cpu_s - self.card_cpu_s, 0.0)
+
+    def host_cpu_ms_per_card(self) -> float:
+        return self.host_cpu_s * 1000 / self.cards if self.cards else 0.0
+
+    def card_cpu_ms_per_card(self) -> float:
+        return self.card_cpu_s * 1000 / self.cards if self.cards else 0.0
+
+    def modeled(self, modules: int | None = None) -> PipelineResult:
+        return pipeline(self.stages, modules or self.modules)
+
+    def audit_detail(self) -> dict[str, Any]:
+        model = self.modeled()
+        return {
+            "modules": self.modules,
+            "cards": self.cards,
+            "good": self.good,
+            "rejected": sum(self.rejected.values()),
+            "wall_s": round(self.wall_s, 3),
+            "cpu_s": round(self.cpu_s, 3),
+            "card_cpu_s": round(self.card_cpu_s, 3),
+            "modeled_cards_per_hour": round(model.cards_per_hour, 1),
+            "limiting_station": model.limiting_station,
+            "stopped": self.stopped,
+            "out_of_service": sorted(m for m, s in self.module_stats.items() if s.out_of_service),
+        }
+
+
+_SENTINEL = object()
+
+
+class Line:
+    """The personalization line over one database, one HSM and one feeder."""
+
+    def __init__(
+        self,
+        db: Database,
+        hsm: Hsm,
+        cipher: FieldCipher,
+        feeder: Feeder,
+        config: LineConfig | None = None,
+        *,
+        actor: str = "line",
+    ) -> None:
+        self.db = db
+        self.hsm = hsm
+        self.cipher = cipher
+        self.feeder = feeder
+        self.config = config or LineConfig()
+        self.actor = actor
+        self._scripts: dict[int, InitScript] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._inflight = 0
+        self._claimed = 0
+        self._done = False
+        self._errors: list[BaseException] = []
+        self._stopped: str | None = None
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(
+        self, batch_id: int, progress: Callable[[LineProgress], None] | None = None
+    ) -> RunResult:
+        """Recover what a crash left, then make cards until no job is pending."""
+        cfg = self.config
+        if cfg.modules < 1:
+            raise CardpersoError("a line needs at least one chip module")
+        result = RunResult(batch_id, cfg.modules)
+        with self.db.transaction() as s:
+            rec = repo.recover_in_flight(s, batch_id, when=self.db.now(), actor=self.actor)
+            result.recovered = rec.as_detail()
+            batch = s.get(Batch, batch_id)
+            if batch is None:
+                raise CardpersoError(f"no batch {batch_id}")
+            row = s.get(ProfileRow, batch.profile_id)
+            assert row is not None
+            profile = parse_profile(row.yaml_text, f"{row.code}.yaml")
+            start = repo.progress(s, batch_id)
+        script = build_init_script(profile)
+        meter = CpuMeter()
+        modules = [
+            ChipModule(
+                f"M{i + 1:02d}",
+                self.feeder,
+                self.hsm,
+                cfg.timing,
+                self._rng(f"M{i + 1:02d}"),
+                meter,
+                card_secret=cfg.card_secret,
+                pre_initialized=cfg.stock_kind is StockKind.PRE_INITIALIZED,
+                fail_limit=cfg.fail_limit,
+            )
+            for i in range(cfg.modules)
+        ]
+        stations = (
+            MagstripeStation(cfg.timing, cfg.stripe_fault),
+            VisualStation(
+                cfg.timing,
+                px_per_mm=cfg.px_per_mm,
+                faces_dir=cfg.faces_dir,
+                keep_faces=cfg.keep_faces,
+                fault=cfg.visual_fault,
+            ),
+            QcStation(cfg.timing),
+        )
+        transport: queue.Queue[Any] = queue.Queue(maxsize=max(cfg.buffer, 1))
+        tracker = _Tracker(start.total, start.jobs[JobState.GOOD], progress, cfg.progress_every_s)
+        tracker.modules = cfg.modules
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        threads = [
+            threading.Thread(
+                target=self._guard,
+                args=(self._module_loop, m, batch_id, script, transport),
+                daemon=True,
+            )
+            for m in modules
+        ]
+        finisher = threading.Thread(
+            target=self._guard,
+            args=(self._finish_loop, stations, transport, result, tracker),
+            daemon=True,
+        )
+        finisher.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        transport.put(_SENTINEL)
+        finisher.join()
+        result.wall_s = time.perf_counter() - wall0
+        result.cpu_s = time.process_time() - cpu0
+        result.card_cpu_s = meter.seconds
+        result.module_stats = {m.module_id: m.stats for m in modules}
+        result.faces = list(stations[1].kept)
+        for m in modules:
+            m.close()
+        if self._errors:
+            raise self._errors[0]
+        if self._stopped is None and all(m.stats.out_of_service for m in modules):
+            self._stopped = "every chip module is out of service"
+        result.stopped = self._stopped
+        with self.db.transaction() as s:
+            result.batch_done = repo.complete_if_done(s, batch_id, when=self.db.now())
+            audit.append(
+                s,
+                actor=self.actor,
+                action="line_run",
+                obj=f"batch:{batch_id}",
+                result="done" if result.batch_done else (result.stopped or "partial"),
+                when=self.db.now(),
+                detail=result.audit_detail(),
+            )
+        tracker.emit(self._inflight, force=True)
+        return result
+
+    def stop(self) -> None:
+        """Stop claiming; cards already in modules are finished."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _rng(self, module_id: str) -> RandomSource:
+        if self.config.seed is None:
+            return SystemRandom()
+        return SeededRandom(f"{self.config.seed}/{module_id}")
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # a thread's failure stops the line, run() re-raises it
+            self._errors.append(e)
+            self.stop()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
+
+    def _claim(self, module_id: str, batch_id: int) -> CardInLine | None:
+        cfg = self.config
+        with self._cond:
+            if self._stop.is_set() or self._done:
+                return None
+            if cfg.max_cards is not None and self._claimed >= cfg.max_cards:
+                return None
+            self._inflight += 1
+            self._claimed += 1
+        try:
+            with self.db.transaction() as s:
+                att = repo.begin_attempt(
+                    s, batch_id, module_id, when=self.db.now(), kind=cfg.stock_kind
+                )
+                if att is None:
+                    with self._cond:
+                        self._claimed -= 1
+                    self._release()
+                    return None
+                job = s.get(CardJob, att.job_id)
+                assert job is not None
+                blob = repo.open_record(job, self.cipher)
+                card_ids = (att.id, job.id, att.attempt_no, job.record_ref, att.chip_serial)
+        except repo.OutOfStock as e:
+            self._stopped = str(e)
+            self._release()
+            self.stop()
+            return None
+        except BaseException:
+            self._release()
+            raise
+        prepared = PreparedCard.from_line(blob)
+        return CardInLine(*card_ids, module_id=module_id, prepared=prepared)
+
+    def _idle(self) -> bool:
+        """No job pending: wait for cards in flight (a reject brings its job back)."""
+        with self._cond:
+            if self._inflight == 0 or self._stop.is_set():
+                self._done = True
+                self._cond.notify_all()
+                return False
+            self._cond.wait(timeout=0.05)
+            return not (self._done or self._stop.is_set())
+
+    def _module_loop(
+        self, module: ChipModule, batch_id: int, script: InitScript, transport: queue.Queue[Any]
+    ) -> None:
+        while not module.stats.out_of_service:
+            card = self._claim(module.module_id, batch_id)
+            if card is None:
+                if self._stop.is_set() or (
+                    self.config.max_cards is not None and self._claimed >= self.config.max_cards
+                ):
+                    return
+                if self._idle():
+                    continue
+                return
+            try:
+                module.process(card, script)
+                if self.config.checkpoint:
+                    with self.db.transaction() as s:
+                        repo.record_station(
+                            s,
+                            card.attempt_id,
+                            CHIP_ENTRY,
+                            card.failed is None,
+                            when=self.db.now(),
+                            detail=_chip_detail(card),
+                        )
+            except BaseException:
+                self._release()
+                raise
+            transport.put(card)
+
+    def _finish_loop(
+        self,
+        stations: tuple[MagstripeStation, VisualStation, QcStation],
+        transport: queue.Queue[Any],
+        result: RunResult,
+        tracker: _Tracker,
+    ) -> None:
+        timing = self.config.timing
+        while True:
+            item = transport.get()
+            if item is _SENTINEL:
+                return
+            card: CardInLine = item
+            try:
+                if card.failed is None:
+                    mag, visual, qc = stations
+                    steps: tuple[tuple[Callable[[CardInLine], StationResult], str], ...] = (
+                        (mag.process, MAGSTRIPE),
+                        (visual.process, VISUAL),
+                        (qc.process, QC),
+                    )
+                    for process, stage in steps:
+                        r = process(card)
+                        card.results.append(r)
+                        card.stages[stage] = r.modeled_s
+                        if not r.ok:
+                            break
+                failed = card.failed
+                if failed is None:
+                    card.stages[STACKER] = timing.stacker()
+                self._finish(card, failed)
+            finally:
+                self._release()
+            result.cards += 1
+            result.stages.append(dict(card.stages))
+            result.remakes += card.attempt_no > 1
+            if failed is None:
+                result.good += 1
+            else:
+                result.rejected[f"{failed.station}: {failed.reason}"] += 1
+            tracker.card(card, failed is None, self._inflight)
+
+    def _finish(self, card: CardInLine, failed: StationResult | None) -> None:
+        detail = {
+            "stations": {r.station: r.as_detail() for r in card.results if r.station in _FINISHING},
+            "stages": {k: round(v, 5) for k, v in card.stages.items()},
+        }
+        if card.collected:
+            detail["collected"] = {k: v.hex().upper() for k, v in card.collected.items()}
+        with self.db.transaction() as s:
+            when = self.db.now()
+            if not self.config.checkpoint:
+                repo.record_station(
+                    s, card.attempt_id, CHIP_ENTRY, True, when=when, detail=_chip_detail(card)
+                )
+            repo.record_station(
+                s, card.attempt_id, FINISH_ENTRY, failed is None, when=when, detail=detail
+            )
+            if failed is None:
+                repo.mark_good(s, card.attempt_id, when=when)
+            else:
+                repo.reject(
+                    s,
+                    card.attempt_id,
+                    station=failed.station,
+                    reason=failed.reason or "failed",
+                    when=when,
+                    actor=f"module:{card.module_id}",
+                )
+
+
+_FINISHING = frozenset({"magstripe", "visual", "qc"})
+
+
+def _chip_detail(card: CardInLine) -> dict[str, Any]:
+    return {
+        "module": card.module_id,
+        "stations": {r.station: r.as_detail() for r in card.results if r.station not in _FINISHING},
+        "retried": card.retried,
+    }
+
+
+class _Tracker:
+    """Counts for the live display; calls the progress callback now and then."""
+
+    def __init__(
+        self,
+        total: int,
+        good_before: int,
+        callback: Callable[[LineProgress], None] | None,
+        every_s: float,
+    ) -> None:
+        self.total = total
+        self.good_jobs = good_before
+        self.callback = callback
+        self.every_s = every_s
+        self.cards = self.good = self.rejected = self.remakes = 0
+        self.stations: Counter[str] = Counter()
+        self.load = dict.fromkeys(STATIONS, 0.0)
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.modules = 1
+
+    def card(self, card: CardInLine, good: bool, in_flight: int) -> None:
+        self.cards += 1
+        self.remakes += card.attempt_no > 1
+        if good:
+            self.good += 1
+            self.good_jobs += 1
+        else:
+            self.rejected += 1
+        for r in card.results:
+            if r.ok:
+                self.stations[r.station] += 1
+        for k, v in card.stages.items():
+            self.load[k] += v
+        self.emit(in_flight)
+
+    def emit(self, in_flight: int, *, force: bool = False) -> None:
+        if self.callback is None:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        wall = now - self.t0
+        rate = self.cards / wall if wall > 0 else 0.0
+        remaining = self.total - self.good_jobs
+        per_card = {
+            k: v / max(self.cards, 1) / (self.modules if k == CHIP else 1)
+            for k, v in self.load.items()
+        }
+        limiting = max(per_card, key=lambda k: per_card[k])
+        slowest = per_card[limiting]
+        self.callback(
+            LineProgress(
+                total_jobs=self.total,
+                good_jobs=self.good_jobs,
+                cards=self.cards,
+                good=self.good,
+                rejected=self.rejected,
+                remakes=self.remakes,
+                in_flight=in_flight,
+                stations=dict(self.stations),
+                wall_s=wall,
+                rate_per_s=rate,
+                eta_s=remaining / rate if rate > 0 else None,
+                modeled_cards_per_hour=3600.0 / slowest if slowest > 0 else 0.0,
+                limiting_station=limiting,
+            )
+        )

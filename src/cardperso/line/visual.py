@@ -1,0 +1,103 @@
+"""Visual personalization rendered to an image: embossing, laser engraving, the photo.
+
+The rendered face stands for the physical result (and, for QC, for the camera's
+picture of it). Geometry is the ID-1 card of ISO/IEC 7810, 85.60 x 53.98 mm,
+drawn at ``px_per_mm`` pixels per millimetre, grey on a light card body.
+
+Embossing areas (ISO/IEC 7811-1, positions measured from the card's left and
+bottom edges; the standard's figures, rounded): the identification-number line
+has its baseline 21.42 mm above the bottom edge and starts 10.18 mm from the left;
+the name-and-address area holds up to four lines below it, the first baseline at
+14.53 mm, 3.6 mm apart, starting 7.65 mm from the left. Embossed characters get a
+one-pixel shadow, as raised characters look under the QC camera's side light.
+Laser-engraved text is drawn at its profile position (millimetres from the top-left
+corner) at its height. The photo (1-bit rows, 1 = black) is scaled to its frame.
+
+Text uses the font that ships with Pillow (``ImageFont.load_default``), so the same
+Pillow version renders the same pixels on every machine.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from cardperso.dataprep.prepared import CardBodyData
+
+__all__ = ["CARD_MM", "FaceRender", "render_face"]
+
+CARD_MM = (85.60, 53.98)
+NUMBER_BASELINE_MM, NUMBER_LEFT_MM, NUMBER_HEIGHT_MM = 21.42, 10.18, 4.3
+NAME_BASELINE_MM, NAME_LEFT_MM, NAME_PITCH_MM, NAME_HEIGHT_MM = 14.53, 7.65, 3.6, 2.9
+BODY, INK, SHADOW = 232, 40, 150
+
+
+@lru_cache(maxsize=64)
+def _font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(size_px, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRender:
+    """A rendered card face and the texts put on it (what the machine was told to do)."""
+
+    image: Image.Image
+    texts: tuple[str, ...]
+
+    def png(self) -> bytes:
+        out = io.BytesIO()
+        self.image.save(out, "PNG", compress_level=6)
+        return out.getvalue()
+
+
+def _photo(body: CardBodyData) -> Image.Image | None:
+    ph = body.photo
+    if not ph:
+        return None
+    w, h = int(ph["width_px"]), int(ph["height_px"])
+    rows = bytes.fromhex(str(ph["rows"]))
+    # Netpbm P4: 1 = black; Pillow's mode "1" raw decoder "1;I" reads exactly that.
+    return Image.frombytes("1", (w, h), rows, "raw", "1;I")
+
+
+def render_face(body: CardBodyData, px_per_mm: float = 8.0) -> FaceRender:
+    """Draw the front of the card as the embosser and laser leave it."""
+    width, height = (round(v * px_per_mm) for v in CARD_MM)
+    img = Image.new("L", (width, height), BODY)
+    draw = ImageDraw.Draw(img)
+    texts: list[str] = []
+
+    def y_from_bottom(mm: float) -> int:
+        return round(height - mm * px_per_mm)
+
+    for area, row, text in body.emboss:
+        if area == "number":
+            size = round(NUMBER_HEIGHT_MM * px_per_mm)
+            x = round(NUMBER_LEFT_MM * px_per_mm)
+            base = y_from_bottom(NUMBER_BASELINE_MM)
+        else:
+            size = round(NAME_HEIGHT_MM * px_per_mm)
+            x = round(NAME_LEFT_MM * px_per_mm)
+            base = y_from_bottom(NAME_BASELINE_MM - (row - 1) * NAME_PITCH_MM)
+        font = _font(size)
+        draw.text((x + 1, base + 1), text, font=font, fill=SHADOW, anchor="ls")
+        draw.text((x, base), text, font=font, fill=INK, anchor="ls")
+        texts.append(text)
+    for side, x_mm, y_mm, h_mm, text in body.laser:
+        if side != "front":
+            continue
+        font = _font(round(h_mm * px_per_mm * 1.3))
+        draw.text((round(x_mm * px_per_mm), round(y_mm * px_per_mm)), text, font=font, fill=INK)
+        texts.append(text)
+    photo = _photo(body)
+    if photo is not None and body.photo is not None:
+        ph = body.photo
+        box = (round(float(ph["width_mm"]) * px_per_mm), round(float(ph["height_mm"]) * px_per_mm))
+        scaled = photo.convert("L").resize(box, Image.Resampling.NEAREST)
+        img.paste(
+            scaled, (round(float(ph["x_mm"]) * px_per_mm), round(float(ph["y_mm"]) * px_per_mm))
+        )
+    return FaceRender(img, tuple(texts))
