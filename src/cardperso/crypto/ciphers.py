@@ -13,7 +13,8 @@ option 3).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import threading
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES as _TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -55,14 +56,21 @@ class BlockCipher(Protocol):
 
 
 class _Cipher:
-    """Shared ECB/CBC plumbing over one ``cryptography`` algorithm object."""
+    """Shared ECB/CBC plumbing over one ``cryptography`` algorithm object.
 
-    __slots__ = ("_algo",)
+    ECB is stateless between whole blocks, so one encryptor and one decryptor
+    context per key are kept and reused (building a context costs ~15x a block);
+    a lock keeps a shared key safe under threads."""
+
+    __slots__ = ("_algo", "_dec", "_enc", "_lock")
     _name = "?"
     _block = 0
 
     def __init__(self, algo: algorithms.AES | _TripleDES) -> None:
         self._algo = algo
+        self._enc: Any = None
+        self._dec: Any = None
+        self._lock = threading.Lock()
 
     @property
     def block_size(self) -> int:
@@ -97,13 +105,19 @@ class _Cipher:
 
     def encrypt_ecb(self, data: bytes) -> bytes:
         self._check(data)
-        enc = Cipher(self._algo, modes.ECB()).encryptor()  # noqa: S305 - block primitive
-        return enc.update(data) + enc.finalize()
+        with self._lock:
+            if self._enc is None:
+                self._enc = Cipher(self._algo, modes.ECB()).encryptor()  # noqa: S305 - block primitive
+            out: bytes = self._enc.update(data)
+        return out
 
     def decrypt_ecb(self, data: bytes) -> bytes:
         self._check(data)
-        dec = Cipher(self._algo, modes.ECB()).decryptor()  # noqa: S305 - block primitive
-        return dec.update(data) + dec.finalize()
+        with self._lock:
+            if self._dec is None:
+                self._dec = Cipher(self._algo, modes.ECB()).decryptor()  # noqa: S305 - block primitive
+            out: bytes = self._dec.update(data)
+        return out
 
     def encrypt_cbc(self, data: bytes, iv: bytes | None = None) -> bytes:
         self._check(data)
