@@ -52,8 +52,18 @@ def test_kill_and_resume(db: Database, db_url: str, staff: Staff, cipher: SoftFi
     kills = 0
     for round_no in range(KILL_ROUNDS + 1):
         last = round_no == KILL_ROUNDS  # the last round runs to the end
+        with db.reader() as s:
+            started = sum(repo.progress(s, batch_id).attempts.values())
         procs = [_spawn(db_url, batch_id, m, rng.randrange(1 << 30)) for m in MODULES]
-        deadline = time.monotonic() + (120 if last else rng.uniform(0.7, 1.3))
+        # Kill only once the workers are really at work (their start-up time varies
+        # with the machine's load), then at a random moment of their work.
+        ready_by = time.monotonic() + 60
+        while not last and time.monotonic() < ready_by and any(p.poll() is None for p in procs):
+            with db.reader() as s:
+                if sum(repo.progress(s, batch_id).attempts.values()) > started:
+                    break
+            time.sleep(0.01)
+        deadline = time.monotonic() + (120 if last else rng.uniform(0.05, 0.4))
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
             time.sleep(0.01)
         for p in procs:
