@@ -32,8 +32,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from cardperso.crypto.rand import RandomSource, SeededRandom, SystemRandom
 from cardperso.dataprep.init_script import InitScript, build_init_script
@@ -65,7 +68,7 @@ from cardperso.line.timing import (
 from cardperso.production import audit, repo
 from cardperso.production.crypto_fields import FieldCipher
 from cardperso.production.db import Database
-from cardperso.production.models import Batch, CardJob, JobState, StockKind
+from cardperso.production.models import Batch, JobState, StockKind
 from cardperso.production.models import Profile as ProfileRow
 from cardperso.profiles.loader import parse_profile
 
@@ -113,6 +116,8 @@ class LineConfig:
     max_cards: int | None = None
     """Stop claiming after this many cards (tests, a shift's end)."""
     progress_every_s: float = 0.25
+    commit_group: int = 16
+    """Cards finished in one transaction at most (those already waiting on the transport)."""
 
 
 @dataclass(frozen=True)
@@ -348,18 +353,9 @@ class Line:
             self._claimed += 1
         try:
             with self.db.transaction() as s:
-                att = repo.begin_attempt(
+                claim = repo.claim_for_module(
                     s, batch_id, module_id, when=self.db.now(), kind=cfg.stock_kind
                 )
-                if att is None:
-                    with self._cond:
-                        self._claimed -= 1
-                    self._release()
-                    return None
-                job = s.get(CardJob, att.job_id)
-                assert job is not None
-                blob = repo.open_record(job, self.cipher)
-                card_ids = (att.id, job.id, att.attempt_no, job.record_ref, att.chip_serial)
         except repo.OutOfStock as e:
             self._stopped = str(e)
             self._release()
@@ -368,8 +364,26 @@ class Line:
         except BaseException:
             self._release()
             raise
-        prepared = PreparedCard.from_line(blob)
-        return CardInLine(*card_ids, module_id=module_id, prepared=prepared)
+        if claim is None:
+            with self._cond:
+                self._claimed -= 1
+            self._release()
+            return None
+        try:
+            blob = self.cipher.open(claim.record_blob, repo.record_aad(claim.batch_id, claim.seq))
+            prepared = PreparedCard.from_line(blob)
+        except BaseException:
+            self._release()
+            raise
+        return CardInLine(
+            claim.attempt_id,
+            claim.job_id,
+            claim.attempt_no,
+            claim.record_ref,
+            claim.chip_serial,
+            module_id=module_id,
+            prepared=prepared,
+        )
 
     def _idle(self) -> bool:
         """No job pending: wait for cards in flight (a reject brings its job back)."""
@@ -418,68 +432,102 @@ class Line:
         result: RunResult,
         tracker: _Tracker,
     ) -> None:
-        timing = self.config.timing
-        while True:
-            item = transport.get()
-            if item is _SENTINEL:
-                return
-            card: CardInLine = item
-            try:
-                if card.failed is None:
-                    mag, visual, qc = stations
-                    steps: tuple[tuple[Callable[[CardInLine], StationResult], str], ...] = (
-                        (mag.process, MAGSTRIPE),
-                        (visual.process, VISUAL),
-                        (qc.process, QC),
-                    )
-                    for process, stage in steps:
-                        r = process(card)
-                        card.results.append(r)
-                        card.stages[stage] = r.modeled_s
-                        if not r.ok:
-                            break
-                failed = card.failed
-                if failed is None:
-                    card.stages[STACKER] = timing.stacker()
-                self._finish(card, failed)
-            finally:
-                self._release()
-            result.cards += 1
-            result.stages.append(dict(card.stages))
-            result.remakes += card.attempt_no > 1
-            if failed is None:
-                result.good += 1
-            else:
-                result.rejected[f"{failed.station}: {failed.reason}"] += 1
-            tracker.card(card, failed is None, self._inflight)
+        """Take cards off the transport through the finishing stations.
 
-    def _finish(self, card: CardInLine, failed: StationResult | None) -> None:
-        detail = {
+        Cards that are already waiting on the transport are finished together, in
+        one transaction (group commit): the stacker releases them only once it is
+        committed, so a crash before it leaves them all in the reject bin."""
+        timing = self.config.timing
+        group = max(self.config.commit_group, 1)
+        while True:
+            cards: list[CardInLine] = []
+            end = False
+            item = transport.get()
+            while True:
+                if item is _SENTINEL:
+                    end = True
+                    break
+                cards.append(item)
+                if len(cards) >= group:
+                    break
+                try:
+                    item = transport.get_nowait()
+                except queue.Empty:
+                    break
+            outcomes: list[StationResult | None] = []
+            try:
+                for card in cards:
+                    outcomes.append(self._finishing_stations(card, stations, timing))
+                if cards:
+                    with self.db.transaction() as s:
+                        when = self.db.now()
+                        for card, failed in zip(cards, outcomes, strict=True):
+                            self._finish(s, when, card, failed)
+            finally:
+                for _ in cards:
+                    self._release()
+            for card, failed in zip(cards, outcomes, strict=True):
+                result.cards += 1
+                result.stages.append(dict(card.stages))
+                result.remakes += card.attempt_no > 1
+                if failed is None:
+                    result.good += 1
+                else:
+                    result.rejected[f"{failed.station}: {failed.reason}"] += 1
+                tracker.card(card, failed is None, self._inflight)
+            if end:
+                return
+
+    @staticmethod
+    def _finishing_stations(
+        card: CardInLine,
+        stations: tuple[MagstripeStation, VisualStation, QcStation],
+        timing: LineTiming,
+    ) -> StationResult | None:
+        """Stripe, visual and QC for one card; the first failure, or None."""
+        if card.failed is None:
+            mag, visual, qc = stations
+            steps: tuple[tuple[Callable[[CardInLine], StationResult], str], ...] = (
+                (mag.process, MAGSTRIPE),
+                (visual.process, VISUAL),
+                (qc.process, QC),
+            )
+            for process, stage in steps:
+                r = process(card)
+                card.results.append(r)
+                card.stages[stage] = r.modeled_s
+                if not r.ok:
+                    break
+        failed = card.failed
+        if failed is None:
+            card.stages[STACKER] = timing.stacker()
+        return failed
+
+    def _finish(
+        self, s: Session, when: datetime, card: CardInLine, failed: StationResult | None
+    ) -> None:
+        detail: dict[str, Any] = {
             "stations": {r.station: r.as_detail() for r in card.results if r.station in _FINISHING},
             "stages": {k: round(v, 5) for k, v in card.stages.items()},
         }
         if card.collected:
             detail["collected"] = {k: v.hex().upper() for k, v in card.collected.items()}
-        with self.db.transaction() as s:
-            when = self.db.now()
-            if not self.config.checkpoint:
-                repo.record_station(
-                    s, card.attempt_id, CHIP_ENTRY, True, when=when, detail=_chip_detail(card)
-                )
+        if not self.config.checkpoint:
             repo.record_station(
-                s, card.attempt_id, FINISH_ENTRY, failed is None, when=when, detail=detail
+                s, card.attempt_id, CHIP_ENTRY, True, when=when, detail=_chip_detail(card)
             )
-            if failed is None:
-                repo.mark_good(s, card.attempt_id, when=when)
-            else:
-                repo.reject(
-                    s,
-                    card.attempt_id,
-                    station=failed.station,
-                    reason=failed.reason or "failed",
-                    when=when,
-                    actor=f"module:{card.module_id}",
-                )
+        if failed is None:
+            repo.mark_good(s, card.attempt_id, when=when, station=(FINISH_ENTRY, detail))
+            return
+        repo.record_station(s, card.attempt_id, FINISH_ENTRY, False, when=when, detail=detail)
+        repo.reject(
+            s,
+            card.attempt_id,
+            station=failed.station,
+            reason=failed.reason or "failed",
+            when=when,
+            actor=f"module:{card.module_id}",
+        )
 
 
 _FINISHING = frozenset({"magstripe", "visual", "qc"})

@@ -34,9 +34,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import Table, bindparam, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from cardperso.errors import CardpersoError, InputError
@@ -65,12 +65,14 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "ChipReportRow",
     "JobRecord",
+    "LineClaim",
     "OutOfStock",
     "Progress",
     "Recovery",
     "begin_attempt",
     "cancel_batch",
     "chip_report",
+    "claim_for_module",
     "claim_next_job",
     "claim_stock_card",
     "complete_if_done",
@@ -614,6 +616,183 @@ def start_attempt(
     return attempt
 
 
+@dataclass(frozen=True, slots=True)
+class LineClaim:
+    """What a chip module needs of a claimed job and card (no ORM object: the line's
+    hot path reads and writes by id)."""
+
+    attempt_id: int
+    job_id: int
+    batch_id: int
+    seq: int
+    attempt_no: int
+    record_ref: str
+    chip_serial: str
+    stock_card_id: int
+    module_id: str
+    remake_of_id: int | None
+    record_blob: bytes
+
+
+# The line's hot path (once per card) runs prebuilt statements over the tables, not
+# ORM units of work: building, caching and flushing ORM statements cost several
+# times the SQL itself. Each UPDATE re-checks the state it expects (rowcount 1), so
+# a concurrent claimer on PostgreSQL - which skipped the locked row - can never take
+# the same job or card, and a stale caller gets InvalidTransition.
+_JOBS = cast(Table, CardJob.__table__)
+_CARDS = cast(Table, StockCard.__table__)
+_ATTEMPTS = cast(Table, Attempt.__table__)
+_USAGE = cast(Table, ChipUsage.__table__)
+_BATCH_STATE = select(Batch.__table__.c.state).where(Batch.__table__.c.id == bindparam("b"))
+_NEXT_JOB = (
+    select(_JOBS.c.id, _JOBS.c.seq, _JOBS.c.record_ref, _JOBS.c.attempt_count, _JOBS.c.record_blob)
+    .where(_JOBS.c.batch_id == bindparam("b"), _JOBS.c.state == JobState.PENDING)
+    .order_by(_JOBS.c.seq)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_NEXT_CARD = {
+    by_product: (
+        select(_CARDS.c.id, _CARDS.c.serial)
+        .where(
+            _CARDS.c.state == StockState.AVAILABLE,
+            _CARDS.c.kind == bindparam("kind"),
+            *([_CARDS.c.product == bindparam("product")] if by_product else []),
+        )
+        .order_by(_CARDS.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    for by_product in (False, True)
+}
+_TAKE_JOB = (
+    _JOBS.update()
+    .where(_JOBS.c.id == bindparam("j"), _JOBS.c.state == JobState.PENDING)
+    .values(
+        state=JobState.IN_PROGRESS,
+        module_id=bindparam("m"),
+        claimed_at=bindparam("w"),
+        updated_at=bindparam("w"),
+        attempt_count=bindparam("n"),
+    )
+)
+_TAKE_CARD = (
+    _CARDS.update()
+    .where(_CARDS.c.id == bindparam("c"), _CARDS.c.state == StockState.AVAILABLE)
+    .values(
+        state=StockState.CLAIMED,
+        module_id=bindparam("m"),
+        batch_id=bindparam("b"),
+        claimed_at=bindparam("w"),
+    )
+)
+_LAST_ATTEMPT = (
+    select(_ATTEMPTS.c.id, _ATTEMPTS.c.outcome)
+    .where(_ATTEMPTS.c.job_id == bindparam("j"))
+    .order_by(_ATTEMPTS.c.attempt_no.desc())
+    .limit(1)
+)
+_NEW_ATTEMPT = _ATTEMPTS.insert().returning(_ATTEMPTS.c.id)
+_OPEN_ATTEMPT = select(
+    _ATTEMPTS.c.id,
+    _ATTEMPTS.c.job_id,
+    _ATTEMPTS.c.batch_id,
+    _ATTEMPTS.c.chip_serial,
+    _ATTEMPTS.c.stock_card_id,
+    _ATTEMPTS.c.outcome,
+    _ATTEMPTS.c.station_results,
+).where(_ATTEMPTS.c.id == bindparam("a"))
+_SET_RESULTS = _ATTEMPTS.update().where(
+    _ATTEMPTS.c.id == bindparam("a"), _ATTEMPTS.c.outcome == AttemptOutcome.IN_PROGRESS
+)
+_JOB_GOOD = (
+    _JOBS.update()
+    .where(_JOBS.c.id == bindparam("j"), _JOBS.c.state == JobState.IN_PROGRESS)
+    .values(state=JobState.GOOD, updated_at=bindparam("w"))
+)
+_CARD_CONSUMED = (
+    _CARDS.update().where(_CARDS.c.id == bindparam("c")).values(state=StockState.CONSUMED)
+)
+_NEW_USAGE = _USAGE.insert()
+
+
+def claim_for_module(
+    session: Session,
+    batch_id: int,
+    module_id: str,
+    *,
+    when: datetime,
+    kind: StockKind = StockKind.BLANK,
+    product: str | None = None,
+) -> LineClaim | None:
+    """Claim the next pending job and the oldest available stock card and record the
+    attempt, in the caller's transaction: the attempt exists before the card enters
+    the module. None when nothing is pending or the batch is not running; raises
+    :class:`OutOfStock` (roll back) when no card is left.
+    """
+    _check_module(module_id)
+    conn = session.connection()
+    if conn.execute(_BATCH_STATE, {"b": batch_id}).scalar() is not BatchState.RUNNING:
+        return None
+    job = conn.execute(_NEXT_JOB, {"b": batch_id}).first()
+    if job is None:
+        return None
+    card = conn.execute(_NEXT_CARD[product is not None], {"kind": kind, "product": product}).first()
+    if card is None:
+        raise OutOfStock(f"no {kind.value} stock card available for batch {batch_id}")
+    attempt_no = job.attempt_count + 1
+    _expect_one(
+        conn.execute(_TAKE_JOB, {"j": job.id, "m": module_id, "w": when, "n": attempt_no}),
+        f"card job {job.id} is no longer pending",
+    )
+    _expect_one(
+        conn.execute(_TAKE_CARD, {"c": card.id, "m": module_id, "b": batch_id, "w": when}),
+        "the stock card is no longer available",
+    )
+    previous: int | None = None
+    if job.attempt_count:
+        last = conn.execute(_LAST_ATTEMPT, {"j": job.id}).first()
+        if last is not None:
+            if last.outcome is not AttemptOutcome.REJECTED:
+                raise InvalidTransition(f"card job {job.id}: attempt {last.id} is {last.outcome}")
+            previous = last.id
+    attempt_id = conn.execute(
+        _NEW_ATTEMPT,
+        {
+            "job_id": job.id,
+            "batch_id": batch_id,
+            "attempt_no": attempt_no,
+            "stock_card_id": card.id,
+            "chip_serial": card.serial,
+            "module_id": module_id,
+            "remake_of_id": previous,
+            "started_at": when,
+            "station_results": [],
+            "outcome": AttemptOutcome.IN_PROGRESS,
+        },
+    ).scalar_one()
+    session.expire_all()  # rows of this job or card loaded in the session are stale now
+    return LineClaim(
+        attempt_id=attempt_id,
+        job_id=job.id,
+        batch_id=batch_id,
+        seq=job.seq,
+        attempt_no=attempt_no,
+        record_ref=job.record_ref,
+        chip_serial=card.serial,
+        stock_card_id=card.id,
+        module_id=module_id,
+        remake_of_id=previous,
+        record_blob=job.record_blob,
+    )
+
+
+def _expect_one(result: Any, message: str) -> None:
+    """A conditional UPDATE that touched no row: the state changed under us."""
+    if result.rowcount != 1:
+        raise InvalidTransition(message)
+
+
 def begin_attempt(
     session: Session,
     batch_id: int,
@@ -623,19 +802,34 @@ def begin_attempt(
     kind: StockKind = StockKind.BLANK,
     product: str | None = None,
 ) -> Attempt | None:
-    """Claim the next job and a stock card and start the attempt, all in one go.
+    """:func:`claim_for_module`, returning the attempt as an ORM object.
 
     None when no job is pending; raises :class:`OutOfStock` (roll back) when no card.
     """
-    job = claim_next_job(session, batch_id, module_id, when=when)
-    if job is None:
+    claim = claim_for_module(session, batch_id, module_id, when=when, kind=kind, product=product)
+    if claim is None:
         return None
-    card = claim_stock_card(
-        session, kind=kind, module_id=module_id, batch_id=batch_id, when=when, product=product
-    )
-    if card is None:
-        raise OutOfStock(f"no {kind.value} stock card available for batch {batch_id}")
-    return start_attempt(session, job, card, module_id=module_id, when=when)
+    return session.get(Attempt, claim.attempt_id)
+
+
+def _open_attempt(session: Session, attempt: Attempt | int) -> Any:
+    """The attempt's row (plain SQL, no ORM object); it must still be in progress."""
+    attempt_id = attempt if isinstance(attempt, int) else attempt.id
+    row = session.connection().execute(_OPEN_ATTEMPT, {"a": attempt_id}).first()
+    if row is None:
+        raise InputError(f"no attempt {attempt_id}", field="attempt")
+    if row.outcome is not AttemptOutcome.IN_PROGRESS:
+        raise InvalidTransition(f"attempt {row.id} is {row.outcome.value}, not in progress")
+    return row
+
+
+def _station_entry(
+    station: str, ok: bool, when: datetime, detail: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"station": station, "ok": ok, "at": audit.canonical_ts(when)}
+    if detail:
+        entry["detail"] = dict(detail)
+    return entry
 
 
 def record_station(
@@ -646,44 +840,57 @@ def record_station(
     *,
     when: datetime,
     detail: Mapping[str, Any] | None = None,
-) -> Attempt:
+) -> None:
     """Append one station's result to an open attempt (names and figures, no data)."""
-    att = _attempt_for_update(session, attempt)
-    if att.outcome is not AttemptOutcome.IN_PROGRESS:
-        raise InvalidTransition(f"attempt {att.id} is {att.outcome.value}")
-    entry: dict[str, Any] = {"station": station, "ok": ok, "at": audit.canonical_ts(when)}
-    if detail:
-        entry["detail"] = dict(detail)
-    att.station_results = [*att.station_results, entry]
-    session.flush()
-    return att
+    row = _open_attempt(session, attempt)
+    _set_results(session, row, [*row.station_results, _station_entry(station, ok, when, detail)])
+    session.expire_all()  # an Attempt loaded in this session is stale now
 
 
-def mark_good(session: Session, attempt: Attempt | int, *, when: datetime) -> ChipUsage:
-    """The card passed every check: job good, card consumed, chip reported used."""
-    att = _attempt_for_update(session, attempt)
-    if att.outcome is not AttemptOutcome.IN_PROGRESS:
-        raise InvalidTransition(f"attempt {att.id} is {att.outcome.value}, not in progress")
-    job = _job_for_update(session, att.job_id)
-    job.move_to(JobState.GOOD)
-    job.updated_at = when
-    att.outcome = AttemptOutcome.GOOD
-    att.ended_at = when
-    card = session.get(StockCard, att.stock_card_id, with_for_update=True, populate_existing=True)
-    assert card is not None
-    card.state = StockState.CONSUMED
-    usage = ChipUsage(
-        chip_serial=att.chip_serial,
-        state=ChipState.USED_GOOD,
-        batch_id=att.batch_id,
-        job_id=job.id,
-        attempt_id=att.id,
-        stock_card_id=card.id,
-        recorded_at=when,
+def _set_results(session: Session, row: Any, results: list[dict[str, Any]], **values: Any) -> None:
+    _expect_one(
+        session.connection().execute(
+            _SET_RESULTS.values(station_results=results, **values), {"a": row.id}
+        ),
+        f"attempt {row.id} is no longer in progress",
     )
-    session.add(usage)
-    session.flush()
-    return usage
+
+
+def mark_good(
+    session: Session,
+    attempt: Attempt | int,
+    *,
+    when: datetime,
+    station: tuple[str, Mapping[str, Any] | None] | None = None,
+) -> None:
+    """The card passed every check: job good, card consumed, chip reported used.
+
+    ``station`` (name, detail) appends the last station's result in the same write."""
+    row = _open_attempt(session, attempt)
+    results = list(row.station_results)
+    if station is not None:
+        results.append(_station_entry(station[0], True, when, station[1]))
+    _set_results(session, row, results, outcome=AttemptOutcome.GOOD, ended_at=when)
+    conn = session.connection()
+    _expect_one(
+        conn.execute(_JOB_GOOD, {"j": row.job_id, "w": when}),
+        f"card job {row.job_id} is not in progress",
+    )
+    conn.execute(_CARD_CONSUMED, {"c": row.stock_card_id})
+    conn.execute(
+        _NEW_USAGE,
+        {
+            "chip_serial": row.chip_serial,
+            "state": ChipState.USED_GOOD,
+            "batch_id": row.batch_id,
+            "job_id": row.job_id,
+            "attempt_id": row.id,
+            "stock_card_id": row.stock_card_id,
+            "reason": None,
+            "recorded_at": when,
+        },
+    )
+    session.expire_all()  # loaded rows of this card are stale now
 
 
 def reject(
