@@ -32,7 +32,14 @@ from cardperso.apdu import CommandAPDU, parse_command
 from cardperso.crypto.rand import RandomSource
 from cardperso.dataprep.prepared import Step, StepKind
 from cardperso.errors import CardpersoError, HsmError, ReaderError
-from cardperso.hsm import CardChannel, HsmSession, KdScheme, KeyHandle
+from cardperso.hsm import (
+    CardChannel,
+    HsmSession,
+    KdScheme,
+    KeyHandle,
+    PinBlockFormat,
+    PinCopy,
+)
 from cardperso.readers import Reader, cos, exchange
 
 __all__ = ["ChipFailure", "KeyCache", "StepRunner", "read_serial"]
@@ -145,7 +152,7 @@ class StepRunner:
             raise ChipFailure(
                 self.station, f"{step.note}: the answer differs from the prepared one", index=index
             )
-        if step.collect:
+        if step.collect and step.kind is not StepKind.GENERATE_PIN:
             self.collected[step.collect] = data
 
     # -- one step -------------------------------------------------------------------------
@@ -196,6 +203,8 @@ class StepRunner:
             return self._external_auth(step)
         if kind is StepKind.LOAD_KD:
             return self._load_kd(step)
+        if kind is StepKind.GENERATE_PIN:
+            return self._generate_pin(step)
         raise HsmError("step", f"unknown step kind {kind!r}")  # pragma: no cover
 
     def _open_sm(self, step: Step) -> tuple[bytes, int]:
@@ -223,6 +232,27 @@ class StepRunner:
         )
         apdu = cos.external_authenticate(step.key_ref, cryptogram)
         return self._send_sm(apdu) if step.sm else self._send(apdu)
+
+    def _generate_pin(self, step: Step) -> tuple[bytes, int]:
+        """GENERATE PIN under SM: the card makes the PIN; its protected answer opens
+        only inside the HSM, which gives back PIN blocks (mailer copy first, then the
+        issuer's), kept under ``collect/<n>``. The clear PIN never reaches the host."""
+        if self.channel is None:
+            raise HsmError("card_sm_wrap", "no secure-messaging channel is open")
+        cmd = parse_command(step.apdu)
+        copies = [PinCopy(self.keys.get(label), PinBlockFormat(fmt)) for label, fmt in step.copies]
+        self.hsm_calls += 2
+        wrapped = self.hsm.card_sm_wrap(
+            self.channel, bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2]), cmd.data, le=cmd.le
+        )
+        r = exchange(self.reader, wrapped)
+        blocks, sw = self.hsm.card_sm_unwrap_pin(
+            self.channel, r.data + r.sw.to_bytes(2, "big"), copies, step.pan or None
+        )
+        if sw == 0x9000:
+            for i, block in enumerate(blocks):
+                self.collected[f"{step.collect}/{i}"] = block
+        return b"", sw
 
     def _load_kd(self, step: Step) -> tuple[bytes, int]:
         """PUT KEY with KD in clear: the chapter's initialization, card still MANUFACTURED.

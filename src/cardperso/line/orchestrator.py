@@ -109,8 +109,11 @@ class LineConfig:
     keep_faces: int = 0
     seed: str | None = None
     """Seed for the host's random challenges (repeatable runs); None: the system RNG."""
-    checkpoint: bool = True
-    """Record the chip module's result in its own transaction as the card leaves it."""
+    checkpoint: bool = False
+    """Also record the chip module's result in its own transaction as the card leaves
+    it (one more transaction per card). Off by default: the attempt is recorded before
+    the card enters the module and the chip result is written with the card's end, so
+    a crash loses only the detail of cards in flight, which are rejected anyway."""
     stripe_fault: StripeFault | None = None
     visual_fault: VisualFault | None = None
     max_cards: int | None = None
