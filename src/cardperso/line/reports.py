@@ -267,7 +267,15 @@ def write_response_data(
         if good is not None:
             for entry in good.station_results:
                 if entry.get("station") == FINISH_ENTRY:
-                    collected = dict((entry.get("detail") or {}).get("collected") or {})
+                    collected = {
+                        name: value
+                        for name, value in (
+                            (entry.get("detail") or {}).get("collected") or {}
+                        ).items()
+                        # copy 0 of a card-generated PIN is the mailer's (the bureau's
+                        # print key); the issuer gets copy 1 under its own PIN key
+                        if not (name.startswith("pin_blocks:") and name.endswith("/0"))
+                    }
         if not (card.response_keys or card.response_pins or collected):
             continue
         out.append(
