@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
@@ -98,20 +99,22 @@ def _login(db: Database, operator: str) -> Principal:
     return _run(lambda: login(db, operator, _secret(PASSWORD_ENV, f"Password for {operator}")))
 
 
-def progress_table(p: LineProgress) -> Table:
-    """The live display of a running batch."""
-    t = Table(title=f"cards {p.cards}  good {p.good}  rejected {p.rejected}  remakes {p.remakes}")
+def progress_table(p: LineProgress) -> Group:
+    """The live display of a running batch: per-station counts, then rate and ETA
+    on their own line (a table caption would wrap to the table's narrow width)."""
+    t = Table()
     t.add_column("station")
     t.add_column("passed", justify="right")
     for name in ("feeder", "init", "perso", "chip_check", "magstripe", "visual", "qc"):
         t.add_row(name, str(p.stations.get(name, 0)))
     eta = f"{p.eta_s:.0f} s" if p.eta_s is not None else "-"
-    t.caption = (
+    status = Text(
+        f"cards {p.cards}  good {p.good}  rejected {p.rejected}  remakes {p.remakes}\n"
         f"records {p.good_jobs}/{p.total_jobs}  in flight {p.in_flight}  "
-        f"{p.rate_per_s:.1f} cards/s  ETA {eta}  modeled {p.modeled_cards_per_hour:.0f} cards/h "
-        f"(limited by {p.limiting_station})"
+        f"{p.rate_per_s:.1f} cards/s  ETA {eta}\nmodeled {p.modeled_cards_per_hour:.0f} cards/h "
+        f"(limited by {p.limiting_station})\n"
     )
-    return t
+    return Group(t, status)
 
 
 def _print_run(result: RunResult) -> None:
