@@ -21,7 +21,7 @@ a zero IV, ISO/IEC 9797-1 MAC algorithm 3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cardperso import tlv
 from cardperso.apdu import CommandAPDU
@@ -59,11 +59,22 @@ def derive_session(
     )
 
 
+def _mac_ciphers(family: str, k_mac: bytes) -> tuple[BlockCipher, ...]:
+    """The cipher(s) :func:`_mac` runs under: AES(SK.MAC), or DES(K1), DES(K2)."""
+    if family == "AES":
+        return (AES(k_mac),)
+    return DES(k_mac[:8]), DES(k_mac[8:16])
+
+
+def _mac(family: str, ciphers: tuple[BlockCipher, ...], data: bytes) -> bytes:
+    if family == "AES":
+        return cmac(ciphers[0], pad_iso9797(data, 16, 2))[:8]
+    return mac_alg3(ciphers[0], ciphers[1], data, 2)[:8]
+
+
 def session_mac(family: str, k_mac: bytes, data: bytes) -> bytes:
     """8-byte MAC: CMAC-AES over M2-padded data, or the retail MAC for 3DES."""
-    if family == "AES":
-        return cmac(AES(k_mac), pad_iso9797(data, 16, 2))[:8]
-    return mac_alg3(DES(k_mac[:8]), DES(k_mac[8:16]), data, 2)[:8]
+    return _mac(family, _mac_ciphers(family, k_mac), data)
 
 
 def card_cryptogram(family: str, k_mac: bytes, rh: bytes, rc: bytes) -> bytes:
@@ -76,13 +87,25 @@ def host_cryptogram(family: str, k_mac: bytes, rh: bytes, rc: bytes) -> bytes:
 
 @dataclass(slots=True)
 class SmChannel:
-    """One open session: keys, family and the send sequence counter."""
+    """One open session: keys, family and the send sequence counter.
+
+    The session's cipher objects (SK.ENC, and SK.MAC as AES or as the retail MAC's
+    two DES keys) are built on first use and kept for the channel's life; they are
+    rebuilt if ``family``, ``k_enc`` or ``k_mac`` is ever replaced.
+    """
 
     family: str  # "AES" or "TDES"
     k_enc: bytes
     k_mac: bytes
     ssc: int = 0
     key_ref: int = 0
+    # (family, key bytes, cipher(s)) built from them; never compared or shown
+    _enc_cache: tuple[str, bytes, BlockCipher] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _mac_cache: tuple[str, bytes, tuple[BlockCipher, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __repr__(self) -> str:
         return f"SmChannel({self.family}, key_ref={self.key_ref}, ssc={self.ssc})"
@@ -95,7 +118,20 @@ class SmChannel:
         return self.ssc.to_bytes(self.block, "big")
 
     def _cipher(self) -> BlockCipher:
-        return AES(self.k_enc) if self.family == "AES" else TDES(self.k_enc)
+        cached = self._enc_cache
+        if cached is not None and cached[1] is self.k_enc and cached[0] == self.family:
+            return cached[2]
+        c = AES(self.k_enc) if self.family == "AES" else TDES(self.k_enc)
+        self._enc_cache = (self.family, self.k_enc, c)
+        return c
+
+    def _session_mac(self, data: bytes) -> bytes:
+        """:func:`session_mac` under this channel's SK.MAC, with its ciphers kept."""
+        cached = self._mac_cache
+        if cached is None or cached[1] is not self.k_mac or cached[0] != self.family:
+            cached = (self.family, self.k_mac, _mac_ciphers(self.family, self.k_mac))
+            self._mac_cache = cached
+        return _mac(cached[0], cached[2], data)
 
     def _iv(self, c: BlockCipher) -> bytes:
         return c.encrypt_ecb(self._ssc()) if self.family == "AES" else bytes(8)
@@ -128,7 +164,7 @@ class SmChannel:
                 0x97, bytes([le & 0xFF]) if le <= 256 else (le & 0xFFFF).to_bytes(2, "big")
             )
         header = pad_iso9797(bytes([cla, cmd.ins, cmd.p1, cmd.p2]), self.block, 2)
-        body += tlv.encode(0x8E, session_mac(self.family, self.k_mac, self._ssc() + header + body))
+        body += tlv.encode(0x8E, self._session_mac(self._ssc() + header + body))
         return CommandAPDU(cla, cmd.ins, cmd.p1, cmd.p2, body, 256).to_bytes()
 
     def unwrap_response(self, data: bytes, sw: int) -> tuple[bytes, int]:
@@ -144,7 +180,7 @@ class SmChannel:
             raise SmError(0x6987, "response without status or MAC")
         self.ssc += 1
         body = b"".join(tlv.encode(t, v) for t, v in dos[:-1])
-        if not verify_mac(session_mac(self.family, self.k_mac, self._ssc() + body), dos[-1][1]):
+        if not verify_mac(self._session_mac(self._ssc() + body), dos[-1][1]):
             raise SmError(0x6988, "response MAC wrong")
         d = dict(dos)
         out = self._decrypt(d[0x87]) if 0x87 in d else b""
@@ -167,7 +203,7 @@ class SmChannel:
         body = b"".join(tlv.encode(t, v) for t, v in dos[:-1])
         mac_in = self._ssc() + header + body
         d = dict(dos)
-        if not verify_mac(session_mac(self.family, self.k_mac, mac_in), d[0x8E]):
+        if not verify_mac(self._session_mac(mac_in), d[0x8E]):
             raise SmError(0x6988, "command MAC wrong")
         data = self._decrypt(d[0x87]) if 0x87 in d else b""
         le = 0
@@ -183,4 +219,4 @@ class SmChannel:
         self.ssc += 1
         resp = tlv.encode(0x87, self._encrypt(data)) if data else b""
         resp += tlv.encode(0x99, sw.to_bytes(2, "big"))
-        return resp + tlv.encode(0x8E, session_mac(self.family, self.k_mac, self._ssc() + resp))
+        return resp + tlv.encode(0x8E, self._session_mac(self._ssc() + resp))

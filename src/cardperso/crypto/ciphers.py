@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES as _TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC as _CMAC
 
 __all__ = ["AES", "DES", "TDES", "BlockCipher", "CipherError"]
 
@@ -56,13 +57,33 @@ class BlockCipher(Protocol):
 
 
 class _Cipher:
-    """Shared ECB/CBC plumbing over one ``cryptography`` algorithm object.
+    """Shared ECB/CBC/CMAC plumbing over one ``cryptography`` algorithm object.
 
-    ECB is stateless between whole blocks, so one encryptor and one decryptor
-    context per key are kept and reused (building a context costs ~15x a block);
-    a lock keeps a shared key safe under threads."""
+    Building a ``cryptography`` cipher context costs far more than the few blocks
+    a card protocol feeds it (~15x an ECB block), so each key keeps, built on
+    first use and reused for the object's lifetime:
 
-    __slots__ = ("_algo", "_dec", "_enc", "_lock")
+    * one ECB encryptor and one ECB decryptor (ECB is stateless between blocks);
+    * one CBC encryptor and one CBC decryptor, each a running chain. A running CBC
+      chain stands at its last ciphertext block S; fixing up the first block with
+      S XOR IV turns the next call into a fresh CBC under IV (encrypt: feed
+      P1 XOR S XOR IV; decrypt: XOR the first output block with S XOR IV);
+    * one CMAC context that is never fed, only copied (``cryptography``'s CMAC).
+
+    A lock per key serializes the chained contexts, so a shared key is safe under
+    threads; a context whose call failed is dropped and rebuilt."""
+
+    __slots__ = (
+        "_algo",
+        "_cbc_d",
+        "_cbc_d_s",
+        "_cbc_e",
+        "_cbc_e_s",
+        "_cmac_base",
+        "_dec",
+        "_enc",
+        "_lock",
+    )
     _name = "?"
     _block = 0
 
@@ -70,6 +91,11 @@ class _Cipher:
         self._algo = algo
         self._enc: Any = None
         self._dec: Any = None
+        self._cbc_e: Any = None
+        self._cbc_d: Any = None
+        self._cbc_e_s = 0  # the running CBC chains' last ciphertext block, as an int
+        self._cbc_d_s = 0
+        self._cmac_base: _CMAC | None = None
         self._lock = threading.Lock()
 
     @property
@@ -96,12 +122,13 @@ class _Cipher:
                 f"{self._name}: data length {len(data)} is not a multiple of {self._block}"
             )
 
-    def _iv(self, iv: bytes | None) -> bytes:
+    def _iv(self, iv: bytes | None) -> int:
+        """The IV as an int (0 for none), after checking its length."""
         if iv is None:
-            return bytes(self._block)
+            return 0
         if len(iv) != self._block:
             raise CipherError(f"{self._name}: IV must be {self._block} bytes")
-        return iv
+        return int.from_bytes(iv, "big")
 
     def encrypt_ecb(self, data: bytes) -> bytes:
         self._check(data)
@@ -119,15 +146,55 @@ class _Cipher:
             out: bytes = self._dec.update(data)
         return out
 
+    def _cbc(self, decrypt: bool) -> Any:
+        """A new CBC context with a zero IV (its chain starts at S = 0)."""
+        c = Cipher(self._algo, modes.CBC(bytes(self._block)))
+        return c.decryptor() if decrypt else c.encryptor()
+
     def encrypt_cbc(self, data: bytes, iv: bytes | None = None) -> bytes:
         self._check(data)
-        enc = Cipher(self._algo, modes.CBC(self._iv(iv))).encryptor()
-        return enc.update(data) + enc.finalize()
+        v = self._iv(iv)
+        bs = self._block
+        if not data:
+            return b""
+        with self._lock:
+            ctx = self._cbc_e
+            if ctx is None:
+                ctx, self._cbc_e_s = self._cbc(False), 0
+            self._cbc_e = None  # only a call that completes puts the chain back
+            first = int.from_bytes(data[:bs], "big") ^ v ^ self._cbc_e_s
+            out: bytes = ctx.update(first.to_bytes(bs, "big") + data[bs:])
+            self._cbc_e, self._cbc_e_s = ctx, int.from_bytes(out[-bs:], "big")
+        return out
 
     def decrypt_cbc(self, data: bytes, iv: bytes | None = None) -> bytes:
         self._check(data)
-        dec = Cipher(self._algo, modes.CBC(self._iv(iv))).decryptor()
-        return dec.update(data) + dec.finalize()
+        v = self._iv(iv)
+        bs = self._block
+        if not data:
+            return b""
+        with self._lock:
+            ctx = self._cbc_d
+            if ctx is None:
+                ctx, self._cbc_d_s = self._cbc(True), 0
+            self._cbc_d = None  # only a call that completes puts the chain back
+            out: bytes = ctx.update(data)
+            first = int.from_bytes(out[:bs], "big") ^ v ^ self._cbc_d_s
+            self._cbc_d, self._cbc_d_s = ctx, int.from_bytes(data[-bs:], "big")
+        return first.to_bytes(bs, "big") + out[bs:]
+
+    def _cmac(self, data: bytes) -> bytes:
+        """Full-block CMAC by ``cryptography`` (SP 800-38B); see :func:`cardperso.crypto.mac.cmac`.
+
+        The base context holds only the key schedule and subkeys and is never fed;
+        each call works on a copy of it, so no lock is needed.
+        """
+        base = self._cmac_base
+        if base is None:
+            base = self._cmac_base = _CMAC(self._algo)
+        ctx = base.copy()
+        ctx.update(data if isinstance(data, bytes) else bytes(data))
+        return ctx.finalize()
 
 
 class AES(_Cipher):

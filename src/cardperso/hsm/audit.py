@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,73 @@ def _line(record: Mapping[str, Any]) -> bytes:
 
 def _digest(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
+
+
+def _plain(keys: Sequence[tuple[str, str]], detail: Mapping[str, str] | None) -> bool:
+    """True if every key label, KCV and detail name and value is exactly a ``str``."""
+    for label, kcv in keys:
+        if type(label) is not str or type(kcv) is not str:
+            return False
+    if detail:
+        for name, value in detail.items():
+            if type(name) is not str or type(value) is not str:
+                return False
+    return True
+
+
+def _record_line(
+    seq: int,
+    time: str,
+    operation: str,
+    role: str,
+    operator: str,
+    keys: Sequence[tuple[str, str]],
+    result: str,
+    prev: str,
+    detail: Mapping[str, str] | None,
+) -> bytes:
+    """The canonical line of one record: byte-for-byte ``_line`` of its dict.
+
+    Written out directly when every field is a plain ``str`` (``seq`` an ``int``),
+    the hot path of every HSM call; anything else goes through ``json.dumps``. The
+    members appear in sorted key order - detail (only if non-empty), keys,
+    operation, operator, prev, result, role, seq, time - and strings are escaped
+    by ``json``'s own ASCII string encoder, as ``json.dumps`` does.
+    """
+    if (
+        type(seq) is int
+        and type(time) is str
+        and type(operation) is str
+        and type(role) is str
+        and type(operator) is str
+        and type(result) is str
+        and type(prev) is str
+        and _plain(keys, detail)
+    ):
+        head = ""
+        if detail:
+            items = [f"{_json_str(k)}:{_json_str(v)}" for k, v in sorted(detail.items())]
+            head = f'"detail":{{{",".join(items)}}},'
+        listed = [f'{{"kcv":{_json_str(kcv)},"label":{_json_str(label)}}}' for label, kcv in keys]
+        return (
+            f'{{{head}"keys":[{",".join(listed)}],"operation":{_json_str(operation)},'
+            f'"operator":{_json_str(operator)},"prev":{_json_str(prev)},'
+            f'"result":{_json_str(result)},"role":{_json_str(role)},"seq":{seq},'
+            f'"time":{_json_str(time)}}}'
+        ).encode("ascii")
+    record: dict[str, Any] = {
+        "seq": seq,
+        "time": time,
+        "operation": operation,
+        "role": role,
+        "operator": operator,
+        "keys": [{"label": label, "kcv": kcv} for label, kcv in keys],
+        "result": result,
+        "prev": prev,
+    }
+    if detail:
+        record["detail"] = dict(detail)
+    return _line(record)
 
 
 def _last_line(path: Path) -> bytes | None:
@@ -105,8 +173,10 @@ class AuditLog:
                     ) from None
                 self._head = _digest(last)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._fh = os.fdopen(fd, "ab")
-        self._known_size = os.fstat(fd).st_size
+        # Unbuffered: each record is one write(2) on an O_APPEND descriptor.
+        self._fh = os.fdopen(fd, "ab", buffering=0)
+        self._fd = fd
+        self._known_size = os.lseek(fd, 0, os.SEEK_END)
 
     def _resync(self) -> None:
         """Continue the chain from the file's last line (another process wrote it)."""
@@ -142,13 +212,17 @@ class AuditLog:
         detail: Mapping[str, str] | None = None,
     ) -> None:
         """Write one record. ``keys`` are (label, KCV) pairs; ``detail`` must hold no secret."""
+        if not isinstance(keys, list | tuple):
+            keys = list(keys)
         with self._lock:
             if self._fh.closed:
                 raise AuditChainError(operation, "the audit log is closed")
-            fd = self._fh.fileno()
+            fd = self._fd
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                size = os.fstat(fd).st_size
+                # The file's size (lseek is cheaper than fstat); a change since our
+                # last record means another process appended.
+                size = os.lseek(fd, 0, os.SEEK_END)
                 if size != self._known_size:
                     self._resync()
                 self._known_size = size + self._write(
@@ -167,26 +241,26 @@ class AuditLog:
         detail: Mapping[str, str] | None,
     ) -> int:
         """Write the next record (the caller holds both locks); return its byte count."""
-        record: dict[str, Any] = {
-            "seq": self._seq,
-            "time": self._clock().isoformat(),
-            "operation": operation,
-            "role": role,
-            "operator": operator,
-            "keys": [{"label": label, "kcv": kcv} for label, kcv in keys],
-            "result": result,
-            "prev": self._head,
-        }
-        if detail:
-            record["detail"] = dict(detail)
-        line = _line(record)
-        self._fh.write(line + b"\n")
-        self._fh.flush()
+        line = _record_line(
+            self._seq,
+            self._clock().isoformat(),
+            operation,
+            role,
+            operator,
+            keys,
+            result,
+            self._head,
+            detail,
+        )
+        data = line + b"\n"
+        done = os.write(self._fd, data)
+        while done < len(data):  # a regular file takes it all at once; continue a short write
+            done += os.write(self._fd, data[done:])
         if self._sync:
-            os.fsync(self._fh.fileno())
+            os.fsync(self._fd)
         self._head = _digest(line)
         self._seq += 1
-        return len(line) + 1
+        return len(data)
 
     def close(self) -> None:
         with self._lock:

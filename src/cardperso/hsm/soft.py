@@ -27,8 +27,7 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +99,7 @@ _ECDH_SALT = bytes(16)
 _Usages = frozenset[KeyUsage]
 _ANY_EXPORTABLE: _Usages = frozenset(u for u in KeyUsage if keyblocks.exportable_usage(u))
 _SESSION_USAGES: _Usages = frozenset({KeyUsage.SESSION_ENC, KeyUsage.SESSION_MAC})
+_SM_WRAP_USAGES: _Usages = frozenset({KeyUsage.TRANSPORT, KeyUsage.CARD_SECRET})
 
 
 def _u(*usages: KeyUsage) -> _Usages:
@@ -170,6 +170,73 @@ class _Call:
     keys: list[_Key]
     audited: list[tuple[str, str]]
     detail: dict[str, str] = field(default_factory=dict)
+
+
+class _AuditedCall:
+    """The context manager behind :meth:`SoftSession._call` (a class, not a generator:
+    it runs on every call, and this costs a fraction of ``@contextmanager``).
+
+    On entry: refuses a closed session (nothing to audit with), then checks the
+    role and resolves the keys. On exit, one audit record whatever the outcome, and
+    recipe errors turned into an :class:`HsmError` naming the operation.
+    """
+
+    __slots__ = ("_call", "_keys", "_op", "_session")
+
+    def __init__(
+        self,
+        session: SoftSession,
+        op: Operation,
+        keys: tuple[tuple[KeyHandle, _Usages], ...],
+        detail: dict[str, str] | None,
+    ) -> None:
+        self._session, self._op, self._keys = session, op, keys
+        self._call = _Call([], [], detail or {})
+
+    def __enter__(self) -> _Call:
+        session, op, call = self._session, self._op, self._call
+        if session._closed or session._hsm._closed:
+            raise HsmError(op.value, "the session is closed")  # nothing to audit with
+        call.audited = [(h.label, h.kcv) for h, _ in self._keys]
+        try:
+            require(session.role, op)
+            call.keys = [session._resolve(op, h, allowed) for h, allowed in self._keys]
+        except Exception as e:
+            mapped = self._failed(e)
+            if mapped is None:
+                raise
+            raise mapped from None
+        return call
+
+    def __exit__(
+        self, kind: type[BaseException] | None, e: BaseException | None, tb: object
+    ) -> None:
+        if e is None:
+            self._session._record(self._op, self._call, "ok")
+            return
+        if isinstance(e, Exception):
+            mapped = self._failed(e)
+            if mapped is not None:
+                raise mapped from None
+
+    def _failed(self, e: Exception) -> HsmError | None:
+        """Record a failed call; the error to raise instead of ``e`` (None: re-raise ``e``).
+
+        Errors outside these classes propagate unrecorded, as they always have.
+        """
+        op, record = self._op, self._session._record
+        if isinstance(e, HsmError):
+            record(op, self._call, type(e).__name__)
+            return None
+        if isinstance(e, CardpersoError | CipherError):
+            # Recipe errors name a field and a rule, never a value (DESIGN.md §4).
+            record(op, self._call, type(e).__name__)
+            return HsmError(op.value, str(e))
+        if isinstance(e, ValueError | TypeError):
+            # Foreign messages may quote their input: keep only the class.
+            record(op, self._call, type(e).__name__)
+            return HsmError(op.value, "invalid argument")
+        return None
 
 
 def _check_label(operation: str, label: str) -> str:
@@ -428,33 +495,14 @@ class SoftSession(HsmSession):
 
     # -- the one path every call takes ---------------------------------------------------
 
-    @contextmanager
     def _call(
         self,
         op: Operation,
         *keys: tuple[KeyHandle, _Usages],
         detail: dict[str, str] | None = None,
-    ) -> Iterator[_Call]:
-        if self._closed or self._hsm._closed:
-            raise HsmError(op.value, "the session is closed")  # nothing to audit with
-        call = _Call([], [(h.label, h.kcv) for h, _ in keys], detail or {})
-        try:
-            require(self.role, op)
-            call.keys = [self._resolve(op, h, allowed) for h, allowed in keys]
-            yield call
-        except HsmError as e:
-            self._record(op, call, type(e).__name__)
-            raise
-        except (CardpersoError, CipherError) as e:
-            # Recipe errors name a field and a rule, never a value (DESIGN.md §4).
-            self._record(op, call, type(e).__name__)
-            raise HsmError(op.value, str(e)) from None
-        except (ValueError, TypeError) as e:
-            # Foreign messages may quote their input: keep only the class.
-            self._record(op, call, type(e).__name__)
-            raise HsmError(op.value, "invalid argument") from None
-        else:
-            self._record(op, call, "ok")
+    ) -> _AuditedCall:
+        """The audited scope of one call: ``with self._call(op, ...) as c:``."""
+        return _AuditedCall(self, op, keys, detail)
 
     def _record(self, op: Operation, call: _Call, result: str) -> None:
         self._hsm._audit.append(
@@ -796,8 +844,7 @@ class SoftSession(HsmSession):
         iv: bytes = b"",
     ) -> bytes:
         op = Operation.CARD_SM_WRAP
-        usages = _u(KeyUsage.TRANSPORT, KeyUsage.CARD_SECRET)
-        keys = ((transport, usages),) if transport is not None else ()
+        keys = ((transport, _SM_WRAP_USAGES),) if transport is not None else ()
         with self._call(op, *keys, detail={"channel": str(getattr(channel, "label", ""))}) as c:
             ch = self._channel(op, channel)
             header = bytes(header)
@@ -1481,7 +1528,8 @@ def _secret_keys(key: _Key) -> tuple[BlockCipher, bytes]:
 
 
 def _secret_tag(k_mac: bytes, header: bytes, iv: bytes, ct: bytes) -> bytes:
-    return hmac.new(k_mac, header + iv + ct, hashlib.sha256).digest()[:SECRET_TAG_LENGTH]
+    # one-shot HMAC-SHA256 (the same bytes as hmac.new(...).digest(), without the object)
+    return hmac.digest(k_mac, header + iv + ct, "sha256")[:SECRET_TAG_LENGTH]
 
 
 def _seal_secret(key: _Key, header: bytes, plain: bytes, iv: bytes) -> bytes:
