@@ -11,14 +11,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-from cardperso.card.layout import OS_VERSION, Layout, ManufacturerInfo, pack_manufacturer
+from cardperso.card.layout import (
+    MANUFACTURER_RECORD,
+    OS_VERSION,
+    Layout,
+    ManufacturerInfo,
+    pack_manufacturer,
+    unpack_manufacturer,
+)
 from cardperso.card.memory import Eeprom
 from cardperso.card.os import CardOS
 from cardperso.card.store import SystemState
 from cardperso.card.timing import TimingParams
 from cardperso.crypto.rand import RandomSource, SeededRandom, SystemRandom
 
-__all__ = ["CardStock", "format_eeprom", "new_card"]
+__all__ = ["CardStock", "card_from_memory", "format_eeprom", "new_card"]
 
 FAB_DATE = bytes.fromhex("20260101")
 
@@ -56,6 +63,36 @@ def new_card(
     )
     ee = format_eeprom(layout or Layout(), serial, os_version)
     return CardOS(ee, card_rng, timing, os_version)
+
+
+def card_from_memory(
+    memory: bytes,
+    seed: int | bytes | str | None = None,
+    *,
+    timing: TimingParams | None = None,
+) -> CardOS:
+    """A card (unpowered) whose EEPROM holds ``memory``: a card taken off the shelf.
+
+    The simulation's stand-in for a physical card that was initialized once and kept
+    (the line's card vault): its layout, ROM mask (OS version) and chip serial are
+    read from the manufacturer page the bytes carry, exactly as the chip would know
+    them. The card's own random source is seeded as :func:`new_card` seeds it, from
+    the serial and ``seed``. ValueError if the bytes are not a card's EEPROM.
+    """
+    info = unpack_manufacturer(bytes(memory[:MANUFACTURER_RECORD]))
+    if info is None:
+        raise ValueError("not a card's memory: no valid manufacturer page")
+    lay = info.layout
+    if len(memory) != lay.eeprom_size:
+        raise ValueError("the memory's size differs from its manufacturer page's layout")
+    ee = Eeprom(lay.eeprom_size, lay.page_size)
+    ee.data[:] = memory
+    card_rng: RandomSource = (
+        SeededRandom(b"card-trng|" + info.chip_serial + str(seed).encode())
+        if seed is not None
+        else SystemRandom()
+    )
+    return CardOS(ee, card_rng, timing, info.os_version)
 
 
 class CardStock:

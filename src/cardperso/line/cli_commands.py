@@ -1,4 +1,5 @@
-"""The ``cardperso batch`` commands and ``cardperso demo``: thin, like ``cli.py``.
+"""The ``cardperso batch`` and ``cardperso stock`` commands and ``cardperso demo``:
+thin, like ``cli.py``.
 
 Each command parses its options, opens the database and the HSM, calls one use case
 (:mod:`cardperso.line.usecases`) and prints; a :class:`~cardperso.errors.CardpersoError`
@@ -7,10 +8,16 @@ becomes one line on stderr and its exit code. Operators authenticate with
 without echo; the keystore passphrase comes from ``$CARDPERSO_HSM_PASSPHRASE`` or a
 prompt. ``batch run`` shows a live display: per-station counts, rate and ETA.
 
+Simulated cards that were initialized in the initialization room (``stock
+initialize``) are kept in the card vault (``--vault``, a folder in the run's work
+folder, :mod:`cardperso.line.vault`); ``batch run --stock-kind pre_initialized``
+feeds them from there.
+
 Wire into ``cli.py``::
 
-    from cardperso.line.cli_commands import batch_app, demo_command
+    from cardperso.line.cli_commands import batch_app, demo_command, stock_app
     app.add_typer(batch_app, name="batch"); app.command("demo")(demo_command)
+    app.add_typer(stock_app, name="stock")
 """
 
 from __future__ import annotations
@@ -34,12 +41,18 @@ from cardperso.errors import CardpersoError
 from cardperso.hsm import SoftHsm
 from cardperso.line.feeder import SimulatedFeeder
 from cardperso.line.orchestrator import LineConfig, LineProgress, RunResult
+from cardperso.line.vault import CardVault
 from cardperso.production.db import Database, default_url
+from cardperso.production.models import StockKind
 from cardperso.production.operators import Principal, login
+from cardperso.profiles.schema import LoadingMethod
 
-__all__ = ["batch_app", "demo_command", "progress_table"]
+__all__ = ["batch_app", "demo_command", "progress_table", "stock_app"]
 
 batch_app = typer.Typer(no_args_is_help=True, help="Batches: import, run, resume, status, report.")
+stock_app = typer.Typer(
+    no_args_is_help=True, help="Card stock: the initialization room (blank -> pre-initialized)."
+)
 
 _T = TypeVar("_T")
 PASSWORD_ENV = "CARDPERSO_OPERATOR_PASSWORD"  # noqa: S105 - a variable name
@@ -59,6 +72,13 @@ def _default_operator() -> str:
 
 
 OPERATOR = typer.Option(_default_operator(), "--operator", help="operator name (authenticated)")
+VAULT = typer.Option(
+    Path("card-vault"),
+    "--vault",
+    envvar="CARDPERSO_CARD_VAULT",
+    help="folder of the simulated card vault: initialized cards kept between runs "
+    "(holds their keys, as the cards do; owner-only files)",
+)
 
 
 def _run(step: Callable[[], _T]) -> _T:
@@ -158,9 +178,12 @@ def _line_run(
     operator: str,
     modules: int,
     stock_seed: str,
+    stock_kind: StockKind = StockKind.BLANK,
+    vault: Path | None = None,
 ) -> None:
     from cardperso.line.usecases import run_batch
 
+    feeder = SimulatedFeeder(stock_seed, vault=CardVault(vault) if vault is not None else None)
     with _bureau(db_url, keystore, operator) as (db, hsm):
         who = _login(db, operator)
         console = Console()
@@ -171,8 +194,8 @@ def _line_run(
                     hsm,
                     batch_id,
                     by=who,
-                    feeder=SimulatedFeeder(stock_seed),
-                    config=LineConfig(modules=modules),
+                    feeder=feeder,
+                    config=LineConfig(modules=modules, stock_kind=stock_kind),
                     progress=lambda p: live.update(progress_table(p)),
                 )
             )
@@ -183,6 +206,12 @@ def _line_run(
 
 MODULES = typer.Option(4, "--modules", "-m", min=1, max=64, help="chip-encoding modules")
 STOCK = typer.Option("stock", "--stock-seed", help="seed of the simulated card stock")
+STOCK_KIND = typer.Option(
+    StockKind.BLANK,
+    "--stock-kind",
+    help="blank stock (initialized in the modules) or pre_initialized stock of the "
+    "batch's product (from the initialization room)",
+)
 
 
 @batch_app.command("run")
@@ -193,9 +222,11 @@ def batch_run(
     operator: str = OPERATOR,
     modules: int = MODULES,
     stock_seed: str = STOCK,
+    stock_kind: StockKind = STOCK_KIND,
+    vault: Path = VAULT,
 ) -> None:
     """Start a batch and run the line until no job is pending (live progress)."""
-    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed)
+    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed, stock_kind, vault)
 
 
 @batch_app.command("resume")
@@ -206,9 +237,11 @@ def batch_resume(
     operator: str = OPERATOR,
     modules: int = MODULES,
     stock_seed: str = STOCK,
+    stock_kind: StockKind = STOCK_KIND,
+    vault: Path = VAULT,
 ) -> None:
     """Resume a paused or crashed batch: cards left in modules are rejected and remade."""
-    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed)
+    _line_run(batch_id, db_url, keystore, operator, modules, stock_seed, stock_kind, vault)
 
 
 @batch_app.command("receive-stock")
@@ -275,6 +308,70 @@ def batch_report_cmd(
     typer.echo(f"chip report {files.chip_report}")
     if files.response_data:
         typer.echo(f"response data {files.response_data}")
+
+
+@stock_app.command("initialize")
+def stock_initialize(
+    product: Annotated[str, typer.Argument(help="profile: a built-in name or a YAML file")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="cards to initialize")] = 1,
+    method: Annotated[
+        LoadingMethod | None,
+        typer.Option("--method", help="logical or image (default: the profile's loading.method)"),
+    ] = None,
+    image_source: Annotated[
+        str,
+        typer.Option(
+            "--image-source",
+            help="image mode: vendor (the card vendor's offline builder) or golden "
+            "(read out of a golden card made from the first blank card, then terminated)",
+        ),
+    ] = "vendor",
+    station: Annotated[str, typer.Option("--station", help="initialization station id")] = "R1",
+    stock_seed: str = STOCK,
+    vault: Path = VAULT,
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+) -> None:
+    """The initialization room: blank stock cards in, pre-initialized stock of one
+    product out (an init operator only; HSM role initialization only)."""
+    from cardperso.line.initroom import InitRoomConfig, initialize_stock
+    from cardperso.profiles.loader import resolve_profile
+
+    if image_source not in ("vendor", "golden"):
+        typer.echo("error: --image-source is vendor or golden", err=True)
+        raise typer.Exit(2)
+    profile = _run(lambda: resolve_profile(product))
+    feeder = SimulatedFeeder(stock_seed, vault=CardVault(vault))
+    config = InitRoomConfig(
+        station=station,
+        method=method,
+        image_source="golden" if image_source == "golden" else "vendor",
+    )
+    with _bureau(db_url, keystore, operator) as (db, hsm):
+        who = _login(db, operator)
+        r = _run(
+            lambda: initialize_stock(
+                db, hsm, profile, count, by=who, feeder=feeder, shelf=feeder, config=config
+            )
+        )
+    how = r.method if r.image_source is None else f"{r.method} ({r.image_source} image)"
+    typer.echo(
+        f"{len(r.initialized)} cards initialized by {how} as pre-initialized "
+        f"{r.product} v{r.version} stock; {len(r.spoiled)} spoiled"
+    )
+    if r.image_sha256:
+        typer.echo(f"image SHA-256 {r.image_sha256}")
+    if r.golden:
+        typer.echo(f"golden card {r.golden}: read out once, terminated, spoiled")
+    if r.recovered:
+        typer.echo(f"{r.recovered} cards left claimed by an interrupted run were spoiled")
+    for serial, reason in list(r.spoiled.items())[:8]:
+        typer.echo(f"  spoiled {serial}  {reason}")
+    typer.echo(f"modeled {r.mean_chip_s:.3f} s per card at the chip; vault {vault}")
+    if r.stopped:
+        typer.echo(f"initialization stopped: {r.stopped}", err=True)
+        raise typer.Exit(6)
 
 
 def demo_command(

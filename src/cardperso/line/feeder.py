@@ -6,7 +6,11 @@ card with that serial into a module's slot and hands back the slot as a
 hopper into a contact station; here :class:`SimulatedFeeder` makes the blank
 simulated card of that serial (deterministic from the stock seed and the serial,
 so a card never used before a crash is the same card after it) and puts it into a
-:class:`~cardperso.readers.VirtualReader` at the negotiated rate.
+:class:`~cardperso.readers.VirtualReader` at the negotiated rate. With a
+:class:`~cardperso.line.vault.CardVault` it inserts the stored card instead when
+the vault holds that serial (pre-initialized stock kept between runs), and
+:meth:`SimulatedFeeder.shelve` puts a card that left a slot into the vault (the
+initialization room's output going to the secure store).
 
 :func:`stock_serials` numbers a simulated stock run: 8-byte serials, a 4-byte run
 prefix derived from the seed, then a 4-byte sequence number.
@@ -28,8 +32,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from cardperso.errors import ReaderError
+from cardperso.line.vault import CardVault
 from cardperso.readers import Reader
-from cardperso.readers.virtual import virtual_reader
+from cardperso.readers.virtual import VirtualReader, stored_card_reader, virtual_reader
 
 __all__ = [
     "DEFAULT_TA1",
@@ -37,6 +43,7 @@ __all__ = [
     "FaultHook",
     "Feeder",
     "MeteredReader",
+    "Shelf",
     "SimulatedFeeder",
     "stock_serials",
 ]
@@ -55,6 +62,13 @@ class Feeder(Protocol):
     def insert(self, serial: str, module_id: str) -> Reader: ...
 
 
+class Shelf(Protocol):
+    """Where cards that leave a slot initialized are kept until a later run feeds them
+    (the secure store of pre-initialized stock)."""
+
+    def shelve(self, serial: str) -> None: ...
+
+
 def stock_serials(seed: str, start: int, count: int) -> list[str]:
     """Serials (upper-case hex, 8 bytes) of cards ``start`` .. ``start+count-1`` of a run."""
     prefix = hashlib.sha256(b"cardperso-line-stock|" + seed.encode()).digest()[:4]
@@ -62,7 +76,8 @@ def stock_serials(seed: str, start: int, count: int) -> list[str]:
 
 
 class SimulatedFeeder:
-    """Blank simulated cards from a seeded stock run, each in its own virtual slot."""
+    """Simulated cards of a seeded stock run, each in its own virtual slot: the stored
+    card when ``vault`` holds its serial, a blank card otherwise."""
 
     def __init__(
         self,
@@ -71,24 +86,53 @@ class SimulatedFeeder:
         ta1: int | None = DEFAULT_TA1,
         protocol: int = 1,
         fault: FaultHook | None = None,
+        vault: CardVault | None = None,
     ) -> None:
         self.stock_seed = stock_seed
         self.ta1 = ta1
         self.protocol = protocol
         self.fault = fault
+        self.vault = vault
+        self._slots: dict[str, tuple[str, VirtualReader]] = {}  # module -> its card
+        self._lock = threading.Lock()
 
     def insert(self, serial: str, module_id: str) -> Reader:
         raw = bytes.fromhex(serial)
-        reader: Reader = virtual_reader(
-            f"{self.stock_seed}/{serial}",
-            serial=raw,
-            protocol=self.protocol,
-            ta1=self.ta1,
-            name=f"module {module_id}",
-        )
+        seed = f"{self.stock_seed}/{serial}"
+        name = f"module {module_id}"
+        stored = self.vault.load(serial) if self.vault is not None else None
+        if stored is None:
+            virtual = virtual_reader(
+                seed, serial=raw, protocol=self.protocol, ta1=self.ta1, name=name
+            )
+        else:
+            try:
+                virtual = stored_card_reader(
+                    stored, seed, protocol=self.protocol, ta1=self.ta1, name=name
+                )
+            except ValueError:
+                raise ReaderError(f"{name}: the vault's card {serial} is unreadable") from None
+        if self.vault is not None:
+            with self._lock:
+                self._slots[module_id] = (serial, virtual)
+        reader: Reader = virtual
         if self.fault is not None:
             reader = self.fault(module_id, serial, reader)
         return reader
+
+    def shelve(self, serial: str) -> None:
+        """Keep the card with ``serial`` that is in (or just left) a slot in the vault
+        (ReaderError without a vault or if no slot holds that card)."""
+        virtual: VirtualReader | None = None
+        with self._lock:
+            for module_id, (held, card) in list(self._slots.items()):
+                if held == serial:
+                    virtual = card
+                    del self._slots[module_id]
+                    break
+        if self.vault is None or virtual is None:
+            raise ReaderError(f"card {serial} cannot be shelved: no vault or not in a slot")
+        self.vault.store(serial, virtual.memory())
 
 
 class CpuMeter:

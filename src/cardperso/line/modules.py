@@ -6,11 +6,21 @@ A module takes a card from the feeder into its slot and runs, in order, the
 (:mod:`.stations`). Each chip station talks to the card through a
 :class:`~cardperso.line.chip.StepRunner` with an HSM session of its own role:
 initialization, personalization and QC are separate rooms (the chapter, Figure
-10.63) even inside one machine, so the personalization session never holds KD.
+10.63) even inside one machine, so the personalization session never holds KD. A
+module fed pre-initialized stock opens no initialization session at all.
+
+**Initialization** is logical (the profile's file commands) or, with an
+:class:`~cardperso.line.imageinit.ImagePlan`, by memory image: the image is written
+at physical addresses and checked (:func:`~cardperso.line.imageinit.write_image`),
+then the steps after it run as in logical mode (transport PINs, the record's own
+initialization data, KD, SET LIFECYCLE INITIALIZED). Both are timed by the same
+card model (``reader.elapsed``). A card that does not fit the image (another OS
+version or memory layout, not blank) is rejected without a retry.
 
 **Retry once, then reject.** When a card fails, the module powers it down and up
-and retries from the failed step (:meth:`~cardperso.line.chip.StepRunner.resume`);
-a second failure rejects the card, naming the station and the step.
+and retries from the failed step (:meth:`~cardperso.line.chip.StepRunner.resume`;
+an image write starts again from its checks); a second failure rejects the card,
+naming the station and the step.
 
 **A module that keeps failing** is taken out of service after
 ``fail_limit`` cards in a row have failed in it; the other modules go on.
@@ -29,6 +39,7 @@ from cardperso.errors import ReaderError
 from cardperso.hsm import Hsm, Role
 from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
 from cardperso.line.feeder import CpuMeter, Feeder, MeteredReader
+from cardperso.line.imageinit import ImageInitError, ImagePlan, ImageRefused, write_image
 from cardperso.line.stations import CardInLine, StationResult, chip_check_steps
 from cardperso.line.timing import CHIP, FEEDER, LineTiming
 from cardperso.readers import Reader
@@ -51,9 +62,18 @@ class ModuleStats:
 
 @dataclass
 class _Sessions:
-    init: KeyCache
+    init: KeyCache | None
     perso: KeyCache
     qc: KeyCache
+
+
+@dataclass(frozen=True)
+class _Station:
+    name: str
+    keys: KeyCache
+    steps: tuple[Step, ...]
+    power_cycle: bool = False
+    image: ImagePlan | None = None
 
 
 @dataclass
@@ -68,6 +88,8 @@ class ChipModule:
     meter: CpuMeter
     card_secret: str = "CARD.SECRET"  # noqa: S105 - a key label
     pre_initialized: bool = False
+    image: ImagePlan | None = None
+    """Initialize blank cards from this image (loading method ``image``); None: logically."""
     fail_limit: int = 3
     stats: ModuleStats = field(default_factory=ModuleStats)
     _sessions: _Sessions | None = None
@@ -76,8 +98,9 @@ class ChipModule:
     def sessions(self) -> _Sessions:
         if self._sessions is None:
             who = f"line module {self.module_id}"
+            init = None if self.pre_initialized else self.hsm.session(Role.INITIALIZATION, who)
             self._sessions = _Sessions(
-                KeyCache(self.hsm.session(Role.INITIALIZATION, who)),
+                None if init is None else KeyCache(init),
                 KeyCache(self.hsm.session(Role.PERSONALIZATION, who)),
                 KeyCache(self.hsm.session(Role.QC, who)),
             )
@@ -86,7 +109,8 @@ class ChipModule:
     def close(self) -> None:
         if self._sessions is not None:
             for cache in (self._sessions.init, self._sessions.perso, self._sessions.qc):
-                cache.session.close()
+                if cache is not None:
+                    cache.session.close()
             self._sessions = None
 
     # -- one card ---------------------------------------------------------------------
@@ -99,30 +123,50 @@ class ChipModule:
         hsm_calls = 0
         reader: Reader | None = None
         try:
-            reader = MeteredReader(self.feeder.insert(card.serial, self.module_id), self.meter)
+            if self.pre_initialized and card.prepared.init_steps:
+                raise ChipFailure(
+                    "init",
+                    "the record has data to write before initialization ends; "
+                    "pre-initialized stock cannot take it",
+                )
+            try:
+                slot = self.feeder.insert(card.serial, self.module_id)
+            except ReaderError as e:
+                raise ChipFailure("feeder", f"card not fed: {e}") from None
+            reader = MeteredReader(slot, self.meter)
             card.reader = reader
             serial = self._feed(card, reader, feeder_s)
             if serial is None:
                 return
             s = self.sessions()
-            plan: list[tuple[str, KeyCache, tuple[Step, ...], bool]] = []
+            plan: list[_Station] = []
             if not self.pre_initialized:
-                if script is None:
+                if script is None or s.init is None:
                     raise ChipFailure("init", "no initialization script for this profile")
-                plan.append(("init", s.init, script.steps(card.prepared.init_steps), False))
-            plan.append(("perso", s.perso, card.prepared.script, False))
-            plan.append(("chip_check", s.qc, chip_check_steps(card.prepared.script), True))
-            for station, keys, steps, power_cycle in plan:
+                per_card = card.prepared.init_steps
+                if self.image is None:
+                    plan.append(_Station("init", s.init, script.steps(per_card)))
+                else:
+                    steps = self.image.steps_after(per_card)
+                    plan.append(_Station("init", s.init, steps, image=self.image))
+            plan.append(_Station("perso", s.perso, card.prepared.script))
+            plan.append(_Station("chip_check", s.qc, chip_check_steps(card.prepared.script), True))
+            for st in plan:
                 t0 = reader.elapsed
-                runner = StepRunner(station, reader, keys, serial, self.rng, self.card_secret)
-                ok = self._run(card, runner, steps, power_cycle)
+                runner = StepRunner(st.name, reader, st.keys, serial, self.rng, self.card_secret)
+                detail: dict[str, object] = {"method": "logical"} if st.name == "init" else {}
+                ok = None
+                if st.image is not None:
+                    ok = self._write_image(card, reader, st.image, serial, detail)
+                if ok is None:
+                    ok = self._run(card, runner, st.steps, st.power_cycle)
                 hsm_calls += runner.hsm_calls
                 card.collected.update(runner.collected)
                 result = StationResult(
-                    station,
+                    st.name,
                     ok is None,
                     reader.elapsed - t0 + runner.hsm_calls * self.timing.hsm_call_s,
-                    {"steps": len(steps), "hsm": runner.hsm_calls},
+                    {"steps": len(st.steps), "hsm": runner.hsm_calls, **detail},
                     "" if ok is None else ok.reason,
                 )
                 card.results.append(result)
@@ -163,6 +207,40 @@ class ChipModule:
             return serial
         card.results.append(StationResult("feeder", False, feeder_s, reason=reason[:200]))
         return None
+
+    def _write_image(
+        self,
+        card: CardInLine,
+        reader: Reader,
+        plan: ImagePlan,
+        serial: bytes,
+        detail: dict[str, object],
+    ) -> ChipFailure | None:
+        """Write the image with the card's single retry; the failure, or None."""
+        detail["method"] = "image"
+        failure = ChipFailure("init", "image: not written")
+        for attempt in (1, 2):
+            try:
+                done = write_image(reader, plan.image, serial=serial)
+            except ImageRefused as e:
+                return ChipFailure("init", f"image refused: {e}")
+            except ImageInitError as e:
+                failure = ChipFailure("init", f"image: {e}")
+            else:
+                detail.update(pieces=done.pieces, rewrites=done.rewrites)
+                if attempt == 2:
+                    self.stats.recovered += 1
+                return None
+            if card.retried:
+                return failure
+            card.retried = True
+            self.stats.retries += 1
+            try:
+                reader.close()
+                reader.reset()
+            except ReaderError as e:
+                return ChipFailure("init", f"reset for the retry: {e}")
+        return failure
 
     def _run(
         self, card: CardInLine, runner: StepRunner, steps: tuple[Step, ...], power_cycle: bool

@@ -17,6 +17,15 @@ transport - is rejected "interrupted" and its job remade). A card leaves for the
 good stacker only when its ``mark_good`` is committed, so a record is never made
 twice; a card whose result was not committed is in the reject bin after recovery.
 
+Stock and initialization: blank stock is initialized in the module by the
+profile's ``loading.method`` (or :attr:`LineConfig.init_method`): logically, or by
+memory image - one image per run, from the card vendor's offline builder
+(:meth:`~cardperso.line.imageinit.ImagePlan.offline`), so no golden card with a
+dump routine is needed on the floor. Pre-initialized stock is claimed by the
+batch's product (the profile code) and must have been initialized for the batch's
+profile version (:func:`cardperso.production.stock.check_initialized_stock`); a
+product whose records carry data for the initialization phase cannot use it.
+
 Time: the line runs as fast as the host lets it. Each card's modeled machine time
 per stage (:mod:`.timing`) is recorded with its attempt, and :func:`pipeline`
 turns them into modeled cards per hour for N modules and names the limiting
@@ -36,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardperso.crypto.rand import RandomSource, SeededRandom, SystemRandom
@@ -44,6 +54,7 @@ from cardperso.dataprep.prepared import PreparedCard
 from cardperso.errors import CardpersoError
 from cardperso.hsm import Hsm
 from cardperso.line.feeder import CpuMeter, Feeder
+from cardperso.line.imageinit import ImagePlan
 from cardperso.line.magstripe import StripeFault
 from cardperso.line.modules import ChipModule, ModuleStats
 from cardperso.line.stations import (
@@ -65,12 +76,13 @@ from cardperso.line.timing import (
     PipelineResult,
     pipeline,
 )
-from cardperso.production import audit, repo
+from cardperso.production import audit, repo, stock
 from cardperso.production.crypto_fields import FieldCipher
 from cardperso.production.db import Database
-from cardperso.production.models import Batch, JobState, StockKind
+from cardperso.production.models import Batch, CardJob, JobState, StockKind
 from cardperso.production.models import Profile as ProfileRow
 from cardperso.profiles.loader import parse_profile
+from cardperso.profiles.schema import LoadingMethod
 
 __all__ = [
     "CHIP_ENTRY",
@@ -101,6 +113,8 @@ class LineConfig:
     modules: int = 4
     timing: LineTiming = field(default_factory=LineTiming)
     stock_kind: StockKind = StockKind.BLANK
+    init_method: LoadingMethod | None = None
+    """How blank stock is initialized; None: the profile's ``loading.method``."""
     card_secret: str = "CARD.SECRET"  # noqa: S105 - a key label
     fail_limit: int = 3
     buffer: int = 8
@@ -215,6 +229,7 @@ class Line:
         self.config = config or LineConfig()
         self.actor = actor
         self._scripts: dict[int, InitScript] = {}
+        self._product: str | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._inflight = 0
@@ -243,7 +258,18 @@ class Line:
             assert row is not None
             profile = parse_profile(row.yaml_text, f"{row.code}.yaml")
             start = repo.progress(s, batch_id)
+            pre_initialized = cfg.stock_kind is StockKind.PRE_INITIALIZED
+            if pre_initialized:
+                stock.check_initialized_stock(s, row.code, row.version)
+                self._product = row.code
+                self._check_records_fit(s, batch_id)
         script = build_init_script(profile)
+        method = cfg.init_method or profile.loading.method
+        image = (
+            ImagePlan.offline(script)
+            if method is LoadingMethod.IMAGE and not pre_initialized
+            else None
+        )
         meter = CpuMeter()
         modules = [
             ChipModule(
@@ -254,7 +280,8 @@ class Line:
                 self._rng(f"M{i + 1:02d}"),
                 meter,
                 card_secret=cfg.card_secret,
-                pre_initialized=cfg.stock_kind is StockKind.PRE_INITIALIZED,
+                pre_initialized=pre_initialized,
+                image=image,
                 fail_limit=cfg.fail_limit,
             )
             for i in range(cfg.modules)
@@ -340,6 +367,28 @@ class Line:
             self._errors.append(e)
             self.stop()
 
+    def _check_records_fit(self, s: Session, batch_id: int) -> None:
+        """Refuse pre-initialized stock for records with data for the initialization
+        phase (an update condition personalization can never meet, such as a SIM's
+        EF.ICCID): such a card would fail in every module. One pending record tells,
+        since a profile plans every record alike."""
+        row = s.execute(
+            select(CardJob.seq, CardJob.record_blob)
+            .where(CardJob.batch_id == batch_id, CardJob.state == JobState.PENDING)
+            .order_by(CardJob.seq)
+            .limit(1)
+        ).first()
+        if row is None:
+            return
+        prepared = PreparedCard.from_line(
+            self.cipher.open(row.record_blob, repo.record_aad(batch_id, row.seq))
+        )
+        if prepared.init_steps:
+            raise LineStopped(
+                "this batch's records carry data written before initialization ends "
+                "(an update condition personalization cannot meet); they need blank stock"
+            )
+
     def _release(self) -> None:
         with self._cond:
             self._inflight -= 1
@@ -357,7 +406,12 @@ class Line:
         try:
             with self.db.transaction() as s:
                 claim = repo.claim_for_module(
-                    s, batch_id, module_id, when=self.db.now(), kind=cfg.stock_kind
+                    s,
+                    batch_id,
+                    module_id,
+                    when=self.db.now(),
+                    kind=cfg.stock_kind,
+                    product=self._product,
                 )
         except repo.OutOfStock as e:
             self._stopped = str(e)

@@ -4,6 +4,10 @@
   role) and create the batch, in one whole-or-nothing transaction: a bad record
   refuses the file and leaves nothing behind;
 * :func:`receive_stock` - book blank cards into the feeder stock;
+* :func:`initialize_stock` - the initialization room (:mod:`.initroom`): blank
+  stock initialized (logically or by memory image) and booked as pre-initialized
+  stock of one product, by an init operator with an initialization-role HSM
+  session only;
 * :func:`run_batch` - start (or, after a crash or a pause, resume) the batch as an
   authenticated operator and run the line until no job is pending;
 * :func:`cancel_batch`, :func:`batch_status`, :func:`batch_report`;
@@ -35,6 +39,7 @@ from cardperso.hsm import Hsm, RequestSeededRandom, Role, SoftHsm
 from cardperso.line.bureau import CARD_SECRET, PRINT_KEY, provision_demo_keys
 from cardperso.line.feeder import Feeder, SimulatedFeeder, stock_serials
 from cardperso.line.fieldkeys import field_cipher
+from cardperso.line.initroom import InitRoomConfig, InitRoomResult, initialize_stock
 from cardperso.line.orchestrator import Line, LineConfig, LineProgress, RunResult
 from cardperso.line.reports import (
     BatchSummary,
@@ -53,11 +58,14 @@ from cardperso.profiles.schema import FieldRule, Profile
 __all__ = [
     "DemoResult",
     "ImportResult",
+    "InitRoomConfig",
+    "InitRoomResult",
     "ReportFiles",
     "batch_report",
     "batch_status",
     "cancel_batch",
     "import_batch",
+    "initialize_stock",
     "receive_stock",
     "record_identity",
     "run_batch",

@@ -136,6 +136,10 @@ class Role(StrEnum):
     OPERATOR = "operator"
     SECURITY_OFFICER = "security_officer"
     AUDITOR = "auditor"
+    INIT_OPERATOR = "init_operator"
+    """Runs the initialization room (blank stock in, pre-initialized stock out) and
+    nothing else: no batch, so never personalization data (the chapter's separate
+    rooms)."""
 
 
 BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
@@ -386,6 +390,8 @@ class StockCard(Base):
     kind: Mapped[StockKind] = mapped_column(EnumText(StockKind))
     product: Mapped[str | None] = mapped_column(String(32))
     """For pre-initialized stock: the product (profile code) it was initialized for."""
+    profile_version: Mapped[int | None] = mapped_column(Integer)
+    """For stock initialized in the initialization room: the profile version."""
     lot: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[StockState] = mapped_column(EnumText(StockState))
     module_id: Mapped[str | None] = mapped_column(String(32))

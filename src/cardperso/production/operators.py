@@ -84,9 +84,11 @@ class Action(StrEnum):
     MANAGE_OPERATORS = "manage_operators"
     VIEW_REPORTS = "view_reports"
     VERIFY_AUDIT = "verify_audit"
+    INITIALIZE_STOCK = "initialize_stock"
 
 
 _S, _O, _SO, _A = Role.SUPERVISOR, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR
+_I = Role.INIT_OPERATOR
 PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.IMPORT_BATCH: frozenset({_S}),
     Action.START_BATCH: frozenset({_S, _O}),
@@ -98,9 +100,12 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_OPERATORS: frozenset({_SO}),
     Action.VIEW_REPORTS: frozenset({_S, _SO, _A}),
     Action.VERIFY_AUDIT: frozenset({_S, _SO, _A}),
+    Action.INITIALIZE_STOCK: frozenset({_I}),
 }
 """Who may do what. Security officers manage people but run no batches; auditors
-only read; operators run the line but neither import nor cancel."""
+only read; operators run the line but neither import nor cancel. Initialization
+and personalization are separate rooms: only an init operator initializes stock,
+and an init operator may do nothing else (no batch, so no personalization data)."""
 
 
 @dataclass(frozen=True)

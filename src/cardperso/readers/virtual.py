@@ -8,9 +8,10 @@ contact interface, not how long Python took.
 from __future__ import annotations
 
 from cardperso.card import CardMute, CardOS, CardStock, new_card
+from cardperso.card.factory import card_from_memory
 from cardperso.errors import ReaderError
 
-__all__ = ["VirtualReader", "virtual_reader", "virtual_readers"]
+__all__ = ["VirtualReader", "stored_card_reader", "virtual_reader", "virtual_readers"]
 
 
 class VirtualReader:
@@ -64,6 +65,12 @@ class VirtualReader:
     def close(self) -> None:
         self.card.power_off()
 
+    def memory(self) -> bytes:
+        """The simulated chip's whole EEPROM, as the physical card would carry it off
+        the line (keys and PINs included). Simulation only: it lets a simulated card
+        be kept between runs (the line's card vault); a real reader has no such call."""
+        return bytes(self.card.eeprom.data)
+
     def __repr__(self) -> str:
         return f"VirtualReader({self._name!r}, T={self.protocol})"
 
@@ -79,6 +86,20 @@ def virtual_reader(
     """A slot with one new blank simulated card in it (the card OS stays behind
     this module: callers above the readers layer never import ``cardperso.card``)."""
     return VirtualReader(new_card(serial, seed), protocol=protocol, ta1=ta1, name=name)
+
+
+def stored_card_reader(
+    memory: bytes,
+    seed: int | str | None = None,
+    *,
+    protocol: int = 1,
+    ta1: int | None = None,
+    name: str = "Virtual Reader 0",
+) -> VirtualReader:
+    """A slot with a simulated card whose EEPROM is ``memory`` (a card kept from an
+    earlier run, see :meth:`VirtualReader.memory`). ValueError if the bytes are not
+    a card's memory."""
+    return VirtualReader(card_from_memory(memory, seed), protocol=protocol, ta1=ta1, name=name)
 
 
 def virtual_readers(
