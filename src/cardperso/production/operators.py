@@ -85,6 +85,7 @@ class Action(StrEnum):
     VIEW_REPORTS = "view_reports"
     VERIFY_AUDIT = "verify_audit"
     INITIALIZE_STOCK = "initialize_stock"
+    DEPERSONALIZE_CARD = "depersonalize_card"
 
 
 _S, _O, _SO, _A = Role.SUPERVISOR, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR
@@ -101,11 +102,13 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.VIEW_REPORTS: frozenset({_S, _SO, _A}),
     Action.VERIFY_AUDIT: frozenset({_S, _SO, _A}),
     Action.INITIALIZE_STOCK: frozenset({_I}),
+    Action.DEPERSONALIZE_CARD: frozenset({_S}),
 }
 """Who may do what. Security officers manage people but run no batches; auditors
 only read; operators run the line but neither import nor cancel. Initialization
 and personalization are separate rooms: only an init operator initializes stock,
-and an init operator may do nothing else (no batch, so no personalization data)."""
+and an init operator may do nothing else (no batch, so no personalization data).
+Depersonalizing a card (a test card, a product that allows it) is a supervisor's."""
 
 
 @dataclass(frozen=True)

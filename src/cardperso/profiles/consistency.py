@@ -37,6 +37,7 @@ def problems(p: Profile) -> list[Problem]:
     _card_body(p, out)
     _loading(p, out)
     _letters(p, out)
+    _depersonalization(p, out)
     return out
 
 
@@ -554,6 +555,29 @@ def _loading(p: Profile, out: list[Problem]) -> None:
             out.append(("loading.key", "kd protection needs a symmetric key with usage sm"))
     elif k.algorithm != KeyAlgorithm.EC_P256 or KeyUsage.KEY_AGREEMENT not in k.usage:
         out.append(("loading.key", "ecdh protection needs an ec_p256 key with key_agreement"))
+
+
+def _depersonalization(p: Profile, out: list[Problem]) -> None:
+    from cardperso.profiles.schema import KeyRoute, KeyUsage
+
+    if p.depersonalization is None:
+        return
+    k = p.key(p.depersonalization.key)
+    if k is None:
+        out.append(("depersonalization.key", f"no key named {p.depersonalization.key!r}"))
+        return
+    if (
+        k.route != KeyRoute.DERIVED_KD
+        or k.diversifier != "chip_serial"
+        or not {KeyUsage.ADMIN, KeyUsage.EXT_AUTH} <= set(k.usage)
+    ):
+        out.append(
+            (
+                "depersonalization.key",
+                "needs a derived_kd key diversified by chip_serial with usage ext_auth and admin "
+                "(the bureau proves it from the chip serial alone)",
+            )
+        )
 
 
 def _letters(p: Profile, out: list[Problem]) -> None:

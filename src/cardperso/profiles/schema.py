@@ -879,6 +879,16 @@ class Loading(_Model):
     key_agreement key for ecdh."""
 
 
+class Depersonalization(_Model):
+    """The product may be depersonalized: back to INITIALIZED, ready to be
+    personalized again (test cards, re-issue; docs/card-os.md §4.4). Absent: the
+    bureau refuses to depersonalize cards of this product."""
+
+    key: Name
+    """The card's admin key (a derived_kd key diversified by the chip serial, usage
+    ext_auth and admin) that EXTERNAL AUTHENTICATE proves before DEPERSONALIZE."""
+
+
 # -- letters ----------------------------------------------------------------------
 
 
@@ -960,6 +970,8 @@ class Profile(_Model):
     """Loading method and protection."""
     letters: Letters
     """Card carrier and PIN mailer."""
+    depersonalization: Depersonalization | None = None
+    """Whether (and with which admin key) cards of this product may be depersonalized."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
