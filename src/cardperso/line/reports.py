@@ -245,7 +245,12 @@ def write_chip_report(session: Session, batch_id: int, path: Path) -> int:
                     r.recorded_at.isoformat(),
                 ]
             )
-    return len(rows)
+        # chip-bound data sets that went into no chip: the issuer learns which
+        # prepared sets were not used (a faulty or missing chip)
+        unused = repo.unused_bound_sets(session, batch_id)
+        for u in unused:
+            w.writerow([u.chip_serial, "set_unused", u.record_ref, u.seq, "", u.reason, ""])
+    return len(rows) + len(unused)
 
 
 def write_response_data(

@@ -31,7 +31,12 @@ from pathlib import Path
 
 from cardperso.crypto.rand import RandomSource
 from cardperso.crypto.secret import SecretStr
-from cardperso.dataprep.issuer_file import IssuerFileReader, IssuerRecord
+from cardperso.dataprep.issuer_file import (
+    IssuerFileReader,
+    IssuerRecord,
+    ProfileResolver,
+    builtin_resolver,
+)
 from cardperso.dataprep.prepare import CardPreparer
 from cardperso.dataprep.secrets import PrepKeys
 from cardperso.errors import InputError
@@ -53,7 +58,7 @@ from cardperso.production.models import Batch, BatchState, StockKind
 from cardperso.production.models import Role as OpRole
 from cardperso.production.operators import Action, Principal, authorize
 from cardperso.profiles.loader import dump_profile
-from cardperso.profiles.schema import FieldRule, Profile
+from cardperso.profiles.schema import FieldRule, Meaning, Profile
 
 __all__ = [
     "DemoResult",
@@ -123,16 +128,24 @@ def import_batch(
     max_attempts: int = repo.DEFAULT_MAX_ATTEMPTS,
     prep_keys: PrepKeys | None = None,
     nonces: RandomSource | None = None,
+    resolver: ProfileResolver = builtin_resolver,
 ) -> ImportResult:
-    """Validate, prepare and store an issuer file as one batch, whole or not at all."""
+    """Validate, prepare and store an issuer file as one batch, whole or not at all.
+
+    ``resolver`` finds the profile the file's header names (the built-in products
+    by default; a bureau may resolve its own registered profiles)."""
     keys = prep_keys or PrepKeys(card_secret=CARD_SECRET, print_key=PRINT_KEY)
     with (
-        IssuerFileReader(path, today=today) as reader,
+        IssuerFileReader(path, today=today, resolver=resolver) as reader,
         hsm.session(Role.DATAPREP, by.name) as session,
     ):
         header, profile = reader.header, reader.profile
         cipher = field_cipher(session, rng=nonces)
         preparer = CardPreparer(profile, session, keys, batch_id=header.batch_id, file=reader.name)
+
+        bound_field = next(
+            (f.name for f in profile.input.fields if f.meaning == Meaning.CHIP_SERIAL), None
+        )
 
         def job_records() -> Iterator[repo.JobRecord]:
             seq = 0
@@ -145,7 +158,11 @@ def import_batch(
                 for card, rec in zip(cards, chunk, strict=True):
                     ref = card.record_id if len(card.record_id) <= 64 else f"{card.seq:07d}"
                     yield repo.JobRecord(
-                        ref, record_identity(profile, rec.values), card.to_line(), card.seq
+                        ref,
+                        record_identity(profile, rec.values),
+                        card.to_line(),
+                        card.seq,
+                        chip_serial=rec.values.get(bound_field) if bound_field else None,
                     )
 
         with db.transaction() as s:

@@ -154,7 +154,8 @@ BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
 }
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.IN_PROGRESS, JobState.CANCELLED}),
+    # pending -> held: a chip-bound job whose chip is not in stock (never made)
+    JobState.PENDING: frozenset({JobState.IN_PROGRESS, JobState.CANCELLED, JobState.HELD}),
     # in_progress -> pending is "rejected, remake"; -> held is "rejected, limit reached"
     JobState.IN_PROGRESS: frozenset({JobState.GOOD, JobState.PENDING, JobState.HELD}),
     JobState.HELD: frozenset({JobState.PENDING, JobState.CANCELLED}),
@@ -341,6 +342,7 @@ class CardJob(Base):
         CheckConstraint(_check_in("state", JobState), name="state"),
         Index(None, "batch_id", "state", "seq"),
         Index(None, "pan_digest"),
+        Index(None, "bound_serial"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -360,6 +362,8 @@ class CardJob(Base):
     """The module that holds the job while it is in progress."""
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    bound_serial: Mapped[str | None] = mapped_column(String(SERIAL_LEN))
+    """A chip-bound data set: the only chip this record may go into (None: any)."""
 
     batch: Mapped[Batch] = relationship()
     attempts: Mapped[list[Attempt]] = relationship(

@@ -69,6 +69,7 @@ __all__ = [
     "OutOfStock",
     "Progress",
     "Recovery",
+    "UnusedSet",
     "begin_attempt",
     "cancel_batch",
     "chip_report",
@@ -95,11 +96,13 @@ __all__ = [
     "resume_batch",
     "start_attempt",
     "start_batch",
+    "unused_bound_sets",
 ]
 
 DEFAULT_MAX_ATTEMPTS = 5
 INSERT_CHUNK = 1_000
 INTERRUPTED = "interrupted"
+CHIP_UNAVAILABLE = "its bound chip is not available in stock"
 _SERIAL_RE = re.compile(r"^[0-9A-F]{2,40}$")
 _MODULE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,32}$")
 
@@ -175,6 +178,8 @@ class JobRecord:
     record: bytes
     seq: int | None = None
     """Production (presort) order; defaults to the record's position, from 1."""
+    chip_serial: str | None = None
+    """A chip-bound data set: the chip serial the record was prepared for."""
 
     def __repr__(self) -> str:
         return f"JobRecord(record_ref={self.record_ref!r}, <cardholder data redacted>)"
@@ -230,6 +235,7 @@ def create_batch(
     session.flush()
     seen_seq: set[int] = set()
     seen_pan: dict[bytes, int] = {}
+    seen_chip: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     count = 0
     for position, rec in enumerate(records, 1):
@@ -254,6 +260,22 @@ def create_batch(
             raise InputError(
                 f"PAN repeats record {seen_pan[digest]}", file=reference, line=position, field="pan"
             )
+        bound: str | None = None
+        if rec.chip_serial:
+            try:
+                bound = normalize_serial(rec.chip_serial)
+            except InputError as exc:
+                raise InputError(
+                    exc.reason, file=reference, line=position, field="chip_serial"
+                ) from None
+            if bound in seen_chip:
+                raise InputError(
+                    f"chip serial repeats record {seen_chip[bound]}",
+                    file=reference,
+                    line=position,
+                    field="chip_serial",
+                )
+            seen_chip[bound] = position
         seen_seq.add(seq)
         seen_pan[digest] = position
         rows.append(
@@ -267,6 +289,7 @@ def create_batch(
                 "pan_digest": digest,
                 "attempt_count": 0,
                 "updated_at": when,
+                "bound_serial": bound,
             }
         )
         count += 1
@@ -645,11 +668,27 @@ _ATTEMPTS = cast(Table, Attempt.__table__)
 _USAGE = cast(Table, ChipUsage.__table__)
 _BATCH_STATE = select(Batch.__table__.c.state).where(Batch.__table__.c.id == bindparam("b"))
 _NEXT_JOB = (
-    select(_JOBS.c.id, _JOBS.c.seq, _JOBS.c.record_ref, _JOBS.c.attempt_count, _JOBS.c.record_blob)
+    select(
+        _JOBS.c.id,
+        _JOBS.c.seq,
+        _JOBS.c.record_ref,
+        _JOBS.c.attempt_count,
+        _JOBS.c.record_blob,
+        _JOBS.c.bound_serial,
+    )
     .where(_JOBS.c.batch_id == bindparam("b"), _JOBS.c.state == JobState.PENDING)
     .order_by(_JOBS.c.seq)
     .limit(1)
     .with_for_update(skip_locked=True)
+)
+# A card reserved for a chip-bound job still to be made is not taken for another job.
+_RESERVED = (
+    select(_JOBS.c.id)
+    .where(
+        _JOBS.c.bound_serial == _CARDS.c.serial,
+        _JOBS.c.state.in_([JobState.PENDING, JobState.IN_PROGRESS, JobState.HELD]),
+    )
+    .exists()
 )
 _NEXT_CARD = {
     by_product: (
@@ -658,6 +697,7 @@ _NEXT_CARD = {
             _CARDS.c.state == StockState.AVAILABLE,
             _CARDS.c.kind == bindparam("kind"),
             *([_CARDS.c.product == bindparam("product")] if by_product else []),
+            ~_RESERVED,
         )
         .order_by(_CARDS.c.id)
         .limit(1)
@@ -665,6 +705,22 @@ _NEXT_CARD = {
     )
     for by_product in (False, True)
 }
+_BOUND_CARD = {
+    by_product: (
+        select(_CARDS.c.id, _CARDS.c.serial).where(
+            _CARDS.c.serial == bindparam("serial"),
+            _CARDS.c.state == StockState.AVAILABLE,
+            _CARDS.c.kind == bindparam("kind"),
+            *([_CARDS.c.product == bindparam("product")] if by_product else []),
+        )
+    )
+    for by_product in (False, True)
+}
+_HOLD_UNMADE = (
+    _JOBS.update()
+    .where(_JOBS.c.id == bindparam("j"), _JOBS.c.state == JobState.PENDING)
+    .values(state=JobState.HELD, updated_at=bindparam("w"))
+)
 _TAKE_JOB = (
     _JOBS.update()
     .where(_JOBS.c.id == bindparam("j"), _JOBS.c.state == JobState.PENDING)
@@ -734,12 +790,35 @@ def claim_for_module(
     conn = session.connection()
     if conn.execute(_BATCH_STATE, {"b": batch_id}).scalar() is not BatchState.RUNNING:
         return None
-    job = conn.execute(_NEXT_JOB, {"b": batch_id}).first()
-    if job is None:
-        return None
-    card = conn.execute(_NEXT_CARD[product is not None], {"kind": kind, "product": product}).first()
-    if card is None:
-        raise OutOfStock(f"no {kind.value} stock card available for batch {batch_id}")
+    by_product = product is not None
+    while True:
+        job = conn.execute(_NEXT_JOB, {"b": batch_id}).first()
+        if job is None:
+            return None
+        if job.bound_serial is None:
+            card = conn.execute(_NEXT_CARD[by_product], {"kind": kind, "product": product}).first()
+            if card is None:
+                raise OutOfStock(f"no {kind.value} stock card available for batch {batch_id}")
+            break
+        # A chip-bound data set goes into its own chip or nowhere.
+        card = conn.execute(
+            _BOUND_CARD[by_product], {"serial": job.bound_serial, "kind": kind, "product": product}
+        ).first()
+        if card is not None:
+            break
+        _expect_one(
+            conn.execute(_HOLD_UNMADE, {"j": job.id, "w": when}),
+            f"card job {job.id} is no longer pending",
+        )
+        _log(
+            session,
+            f"module:{module_id}",
+            "hold_job",
+            f"job:{job.id}",
+            when,
+            result="held",
+            detail={"chip": job.bound_serial, "reason": CHIP_UNAVAILABLE},
+        )
     attempt_no = job.attempt_count + 1
     _expect_one(
         conn.execute(_TAKE_JOB, {"j": job.id, "m": module_id, "w": when, "n": attempt_no}),
@@ -932,7 +1011,9 @@ def reject(
             recorded_at=when,
         )
     )
-    job.move_to(JobState.HELD if job.attempt_count >= batch.max_attempts else JobState.PENDING)
+    # A chip-bound data set cannot be remade on another chip: it is held (unused).
+    held = job.bound_serial is not None or job.attempt_count >= batch.max_attempts
+    job.move_to(JobState.HELD if held else JobState.PENDING)
     job.module_id = None
     job.claimed_at = None
     job.updated_at = when
@@ -1102,6 +1183,43 @@ class ChipReportRow:
     attempt_no: int | None
     reason: str | None
     recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedSet:
+    """A chip-bound data set that went into no chip (the issuer's list of unused sets)."""
+
+    record_ref: str
+    seq: int
+    chip_serial: str
+    reason: str
+
+
+def unused_bound_sets(session: Session, batch_id: int) -> list[UnusedSet]:
+    """Chip-bound jobs not made: their chip was spoiled, or never in stock."""
+    jobs = session.execute(
+        select(CardJob.record_ref, CardJob.seq, CardJob.bound_serial)
+        .where(
+            CardJob.batch_id == batch_id,
+            CardJob.bound_serial.is_not(None),
+            CardJob.state != JobState.GOOD,
+        )
+        .order_by(CardJob.seq)
+    ).all()
+    out: list[UnusedSet] = []
+    for ref, seq, serial in jobs:
+        assert serial is not None
+        usage = session.execute(
+            select(ChipUsage.state, ChipUsage.reason).where(ChipUsage.chip_serial == serial)
+        ).first()
+        if usage is not None and usage.state is ChipState.SPOILED:
+            reason = f"chip spoiled: {usage.reason or ''}".strip()
+        elif usage is None:
+            reason = CHIP_UNAVAILABLE
+        else:
+            reason = "not made yet"
+        out.append(UnusedSet(ref, seq, serial, reason[:200]))
+    return out
 
 
 def chip_report(session: Session, batch_id: int) -> list[ChipReportRow]:

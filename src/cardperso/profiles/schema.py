@@ -396,6 +396,8 @@ class Meaning(StrEnum):
     KEY_CRYPTOGRAM = "key_cryptogram"
     PIN_BLOCK = "pin_block"
     PIN_OFFSET = "pin_offset"
+    CHIP_SERIAL = "chip_serial"
+    """hex: the chip serial the record was prepared for (a chip-bound data set)."""
     OTHER = "other"
 
 
