@@ -126,3 +126,49 @@ def test_only_a_supervisor_depersonalizes_and_it_is_audited(
         rows = [(r.action, r.object, r.result) for r in s.query(AuditLog).order_by(AuditLog.seq)]
     assert ("depersonalize_card", f"chip:{SERIAL.hex().upper()}", "ok") in rows
     assert ("depersonalize_card", "product:debit", "denied") in rows
+
+
+def test_the_card_depersonalize_command_on_a_vault_card(tmp_path: Path, keystore: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from cardperso.line.cli_commands import card_app
+    from cardperso.line.vault import CardVault
+    from cardperso.production.db import upgrade
+    from cardperso.readers.virtual import VirtualReader
+    from production.support import PASSWORD
+
+    from .kit import PASSPHRASE, open_hsm
+
+    url = f"sqlite:///{tmp_path / 'bureau.sqlite3'}"
+    upgrade(url)
+    db = Database.open(url)
+    Staff(db)
+    db.dispose()
+    hsm = open_hsm(keystore)
+    profile = debit_test_card()
+    preparer, card = prepared(hsm, profile)
+    reader = initialized_card(hsm, preparer, card)
+    personalize_and_check(hsm, reader, card, 0)
+    hsm.close()
+    assert isinstance(reader, VirtualReader)
+    vault = CardVault(tmp_path / "vault")
+    vault.store(SERIAL.hex().upper(), reader.memory())
+    product = tmp_path / "debit-test.yaml"
+    product.write_text(
+        (_builtin_dir() / "debit.yaml").read_text(encoding="utf-8")
+        + "\ndepersonalization:\n  key: KD_ADMIN\n",
+        encoding="utf-8",
+    )
+    app = typer.Typer()
+    app.add_typer(card_app, name="card")
+    env = {"CARDPERSO_OPERATOR_PASSWORD": PASSWORD, "CARDPERSO_HSM_PASSPHRASE": PASSPHRASE.reveal()}
+    args = ["card", "depersonalize", SERIAL.hex(), "--product", str(product), "--db", url]
+    args += ["--keystore", str(keystore), "--vault", str(tmp_path / "vault")]
+    r = CliRunner().invoke(app, [*args, "--operator", "olga"], env=env)
+    assert r.exit_code == 7 and "may not depersonalize card" in r.output
+    r = CliRunner().invoke(app, [*args, "--operator", "sam"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "personalized -> initialized" in r.output
+    r = CliRunner().invoke(app, [*args, "--operator", "sam"], env=env)
+    assert r.exit_code != 0 and "is initialized" in r.output

@@ -47,7 +47,9 @@ from cardperso.production.models import StockKind
 from cardperso.production.operators import Principal, login
 from cardperso.profiles.schema import LoadingMethod
 
-__all__ = ["batch_app", "demo_command", "progress_table", "stock_app"]
+__all__ = ["batch_app", "card_app", "demo_command", "progress_table", "stock_app"]
+
+card_app = typer.Typer(no_args_is_help=True, help="Single cards: depersonalization.")
 
 batch_app = typer.Typer(no_args_is_help=True, help="Batches: import, run, resume, status, report.")
 stock_app = typer.Typer(
@@ -372,6 +374,41 @@ def stock_initialize(
     if r.stopped:
         typer.echo(f"initialization stopped: {r.stopped}", err=True)
         raise typer.Exit(6)
+
+
+@card_app.command("depersonalize")
+def card_depersonalize(
+    serial: Annotated[str, typer.Argument(help="chip serial (hex) of a card in the vault")],
+    product: Annotated[
+        str, typer.Option("--product", help="profile: a built-in name or a YAML file")
+    ],
+    stock_seed: str = STOCK,
+    vault: Path = VAULT,
+    db_url: str | None = DB_URL,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
+) -> None:
+    """Depersonalize one card back to INITIALIZED (a supervisor; only for a product
+    whose profile allows it, after its admin key is proven through the HSM)."""
+    from cardperso.line.deperso import depersonalize_card
+    from cardperso.profiles.loader import resolve_profile
+
+    profile = _run(lambda: resolve_profile(product))
+    cards = CardVault(vault)
+    serial = serial.strip().upper()
+    if not cards.holds(serial):
+        typer.echo(f"error: the vault {vault} holds no card {serial}", err=True)
+        raise typer.Exit(2)
+    feeder = SimulatedFeeder(stock_seed, vault=cards)
+    with _bureau(db_url, keystore, operator) as (db, hsm):
+        who = _login(db, operator)
+        reader = _run(lambda: feeder.insert(serial, "DEPERSO"))
+        r = _run(lambda: depersonalize_card(db, hsm, profile, reader, by=who))
+        feeder.shelve(serial)
+    typer.echo(
+        f"card {r.serial} ({profile.id}): {r.before} -> initialized; "
+        f"modeled {r.modeled_s:.3f} s; back in the vault"
+    )
 
 
 def demo_command(
