@@ -15,7 +15,7 @@ import typer
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm.api import KeyAlgorithm, KeyUsage
-from cardperso.line.cli_commands import batch_app, demo_command
+from cardperso.line.cli_commands import batch_app, card_app, demo_command, stock_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 hsm_app = typer.Typer(no_args_is_help=True, help="The security module: keystore and audit log.")
@@ -190,19 +190,80 @@ def issuer_generate(
     today: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help="expiries count from this day")
     ] = None,
+    envelope: Annotated[
+        bool,
+        typer.Option(
+            "--envelope",
+            help="write the file inside an encrypted envelope: encrypted under "
+            "--transport-key and MACed under --mac-key in the HSM (a fresh IV each time)",
+        ),
+    ] = False,
+    transport_key: Annotated[
+        str | None, typer.Option("--transport-key", help="--envelope: TRANSPORT key label")
+    ] = None,
+    mac_key: Annotated[
+        str | None, typer.Option("--mac-key", help="--envelope: MAC key label")
+    ] = None,
+    keystore: Path = KEYSTORE,
+    operator: str = OPERATOR,
 ) -> None:
-    """Write a synthetic issuer file (realistic names and addresses) for a card product."""
-    from cardperso.dataprep.usecases import generate_issuer_file
+    """Write a synthetic issuer file (realistic names and addresses) for a card product,
+    plain or in an encrypted envelope (keystore passphrase: $CARDPERSO_HSM_PASSPHRASE
+    or a prompt)."""
+    from cardperso.dataprep.usecases import (
+        GeneratedEnvelope,
+        generate_issuer_envelope,
+        generate_issuer_file,
+    )
 
     day = today.date() if today else date.today()
-    g = _run(
-        lambda: generate_issuer_file(
-            profile, out, count, seed, today=day, fmt=fmt, issuer=issuer, batch_id=batch_id
+    if not envelope:
+        if transport_key or mac_key:
+            typer.echo("error: --transport-key and --mac-key go with --envelope", err=True)
+            raise typer.Exit(2)
+        g = _run(
+            lambda: generate_issuer_file(
+                profile, out, count, seed, today=day, fmt=fmt, issuer=issuer, batch_id=batch_id
+            )
         )
-    )
+        typer.echo(
+            f"wrote {g.records} {g.header.profile} records ({g.format}, "
+            f"{g.bytes_written} bytes, batch {g.header.batch_id}) to {out}"
+        )
+        return
+    if not transport_key or not mac_key:
+        typer.echo("error: --envelope needs --transport-key and --mac-key", err=True)
+        raise typer.Exit(2)
+    passphrase = _passphrase()
+
+    def write() -> GeneratedEnvelope:
+        from cardperso.hsm import SoftHsm
+
+        hsm = SoftHsm.open(keystore, passphrase, operator=operator)
+        try:
+            return generate_issuer_envelope(
+                profile,
+                out,
+                count,
+                seed,
+                today=day,
+                hsm=hsm,
+                transport_key=transport_key,
+                mac_key=mac_key,
+                fmt=fmt,
+                issuer=issuer,
+                batch_id=batch_id,
+                operator=operator,
+            )
+        finally:
+            hsm.close()
+
+    e = _run(write)
+    g = e.inner
     typer.echo(
         f"wrote {g.records} {g.header.profile} records ({g.format}, "
-        f"{g.bytes_written} bytes, batch {g.header.batch_id}) to {out}"
+        f"{g.bytes_written} bytes, batch {g.header.batch_id}) to {out} in an envelope "
+        f"({e.bytes_written} bytes, {transport_key} / {mac_key})"
     )
 
 
@@ -220,6 +281,8 @@ def profile_check(
 
 
 app.add_typer(batch_app, name="batch")
+app.add_typer(stock_app, name="stock")
+app.add_typer(card_app, name="card")
 app.command("demo")(demo_command)
 
 

@@ -17,6 +17,16 @@ status in DO 99, an 8-byte MAC in DO 8E over SSC || padded header || DOs (comman
 or SSC || DOs (response); the send sequence counter is incremented before each
 command and each response. AES: CBC with IV = E(SK.ENC, SSC), CMAC; 3DES: CBC with
 a zero IV, ISO/IEC 9797-1 MAC algorithm 3.
+
+Key agreement (GENERAL AUTHENTICATE with a P-256 key of usage key agreement, sent
+under the session in force, docs/card-os.md §8.3): Z = ECDH(card key, host
+ephemeral point) (SEC 1 v2 §3.3.1), then the two-step KDF of NIST SP 800-56C r2
+§5: ``K_DK = AES-CMAC(salt = 0^16, Z)`` and ``SK.ENC``, ``SK.MAC``, ``K_KC`` =
+SP 800-108r1 counter-mode AES-CMAC under K_DK, labels ``cardperso ECDH ENC`` /
+``MAC`` / ``KC``, context ``host point || card point || card nonce``, 16 bytes
+each. The card proves it computed Z with the tag of SP 800-56A r3 §5.9.1
+(unilateral key confirmation by the static party V, the card, to U, the host):
+``CMAC(K_KC, "KC_1_V" || serial || card point || card nonce || host point)``.
 """
 
 from __future__ import annotations
@@ -30,13 +40,29 @@ from cardperso.crypto.kdf import sp800_108_counter_cmac
 from cardperso.crypto.mac import cmac, mac_alg3, pad_iso9797, unpad_m2, verify_mac
 
 __all__ = [
+    "ECDH_ENC_LABEL",
+    "ECDH_KC_LABEL",
+    "ECDH_MAC_LABEL",
+    "ECDH_NONCE_LENGTH",
     "SmChannel",
     "SmError",
     "card_cryptogram",
     "derive_session",
+    "ecdh_confirmation",
+    "ecdh_key_derivation_key",
+    "ecdh_session",
     "host_cryptogram",
     "session_mac",
 ]
+
+ECDH_ENC_LABEL = b"cardperso ECDH ENC"
+ECDH_MAC_LABEL = b"cardperso ECDH MAC"
+ECDH_KC_LABEL = b"cardperso ECDH KC"
+ECDH_NONCE_LENGTH = 16
+"""Bytes of the card's nonce in a key agreement (its contribution to the session keys)."""
+_ECDH_SALT = bytes(16)
+_ECDH_KEY_LENGTH = 16
+_KC_MESSAGE = b"KC_1_V"  # SP 800-56A r3 §5.9.1.1: key confirmation provided by V
 
 
 class SmError(ValueError):
@@ -57,6 +83,40 @@ def derive_session(
         sp800_108_counter_cmac(k, b"cardperso SM ENC", ctx, n),
         sp800_108_counter_cmac(k, b"cardperso SM MAC", ctx, n),
     )
+
+
+def ecdh_key_derivation_key(z: bytes) -> BlockCipher:
+    """K_DK = AES-CMAC(salt = 0^16, Z): randomness extraction, SP 800-56C r2 §5.1."""
+    return AES(cmac(AES(_ECDH_SALT), z))
+
+
+def ecdh_session(
+    z: bytes, host_public: bytes, card_public: bytes, nonce: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """(SK.ENC, SK.MAC, K_KC) agreed by ECDH: AES-128 keys, one session's worth.
+
+    Key expansion (SP 800-56C r2 §5.1 step 2, with SP 800-108r1 counter mode):
+    each key is KDF(K_DK, label, host point || card point || nonce)."""
+    kdk = ecdh_key_derivation_key(z)
+    ctx = host_public + card_public + nonce
+    return (
+        sp800_108_counter_cmac(kdk, ECDH_ENC_LABEL, ctx, _ECDH_KEY_LENGTH),
+        sp800_108_counter_cmac(kdk, ECDH_MAC_LABEL, ctx, _ECDH_KEY_LENGTH),
+        sp800_108_counter_cmac(kdk, ECDH_KC_LABEL, ctx, _ECDH_KEY_LENGTH),
+    )
+
+
+def ecdh_confirmation(
+    k_kc: bytes, serial: bytes, card_public: bytes, nonce: bytes, host_public: bytes
+) -> bytes:
+    """The card's key-confirmation tag (16 bytes), SP 800-56A r3 §5.9.1.
+
+    MacData = "KC_1_V" || ID_V || Nonce_V || EphemPub_U, where V (the card) is
+    identified by its chip serial and its static public point, Nonce_V is the
+    card's nonce and EphemPub_U the host's ephemeral point; MAC = AES-CMAC under
+    K_KC, a key used for nothing else. ID_U is empty: the host is authenticated by
+    the session that carries the command, not by a name."""
+    return cmac(AES(k_kc), _KC_MESSAGE + serial + card_public + nonce + host_public)
 
 
 def _mac_ciphers(family: str, k_mac: bytes) -> tuple[BlockCipher, ...]:
@@ -99,6 +159,9 @@ class SmChannel:
     k_mac: bytes
     ssc: int = 0
     key_ref: int = 0
+    chained: bool = False
+    """Opened by a key agreement sent under the previous session: the card protects
+    that command's answer with the previous session, then switches to this one."""
     # (family, key bytes, cipher(s)) built from them; never compared or shown
     _enc_cache: tuple[str, bytes, BlockCipher] | None = field(
         default=None, init=False, repr=False, compare=False

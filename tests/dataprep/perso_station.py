@@ -126,6 +126,15 @@ class Station:
                 self.check(step, data, sw)
                 continue
             assert channel is not None or not step.sm
+            if step.kind is StepKind.OPEN_ECDH:
+                # The key agreement inside the open channel (docs/card-os.md §8.3): the
+                # card's point read under it, the HSM's GENERAL AUTHENTICATE, the new channel.
+                assert channel is not None
+                data, sw = self.send_sm(reader, channel, cos.read_public_key(step.key_ref))
+                assert sw == 0x9000, f"{sw:04X}"
+                raw, sw = self.send(reader, self.pers.card_sm_agree(channel, step.key_ref))
+                channel = self.pers.card_sm_open_ecdh(channel, raw + sw.to_bytes(2, "big"))
+                continue
             if step.kind is StepKind.SECRET:
                 assert channel is not None
                 wrapped = self.pers.card_sm_wrap(

@@ -277,3 +277,41 @@ def test_template_filters() -> None:
     assert render("{family|track}/{given|track}", v) == "DAMICO/LEA"
     assert render("{given|initial|upper}. {family|emboss}", v) == "L. D'AMICO"
     assert render("{{literal}} {missing}", v) == "{literal} "
+
+
+def test_check_luhn_agrees_with_the_payments_luhn() -> None:
+    """check_luhn computes the check in C where it can; it must say what luhn_valid says."""
+    import random
+
+    from cardperso.payments._digits import luhn_valid
+
+    rng = random.Random(7812)
+    samples = ["", "0", "00", "18", "79927398713", "1" * 65, "1" * 66, "٣٤", "12a4", " 18"]
+    samples += ["".join(rng.choices("0123456789", k=rng.randint(2, 66))) for _ in range(20000)]
+    for digits in samples:
+        assert (F.check_luhn(digits) is None) == luhn_valid(digits), digits
+
+
+def test_transliterate_ascii_and_unicode_paths() -> None:
+    """ASCII text takes a short path (and results are remembered): both must give what
+    the character-by-character rule gives."""
+    import re
+    import unicodedata
+
+    from cardperso.dataprep.text import _ICAO, EMBOSS_NAME_CHARS, TRACK1_NAME_CHARS
+
+    def reference(text: str, allowed: frozenset[str]) -> str:
+        out: list[str] = []
+        for ch in text.upper():
+            mapped = _ICAO.get(ch)
+            if mapped is None:
+                decomposed = unicodedata.normalize("NFKD", ch)
+                mapped = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+            out.extend(c for c in mapped if c in allowed)
+        return re.sub(r" {2,}", " ", "".join(out)).strip()
+
+    texts = ["o'brien-smith  jr.", "  Anne   Marie ", "a&b,c/d", "x\ty", "Zoë  Ægir", "Łódź"]
+    for text in texts:
+        for allowed in (EMBOSS_NAME_CHARS, TRACK1_NAME_CHARS):
+            assert transliterate(text, allowed) == reference(text, allowed)
+            assert transliterate(text, allowed) == reference(text, allowed)  # remembered

@@ -29,7 +29,7 @@ from cardperso.crypto.secret import SecretStr
 from cardperso.dataprep.generator import generate_records
 from cardperso.dataprep.magstripe import parse_track2
 from cardperso.dataprep.prepare import CardPreparer
-from cardperso.dataprep.prepared import PreparedCard
+from cardperso.dataprep.prepared import PreparedCard, StepKind
 from cardperso.dataprep.secrets import EMV_PSN
 from cardperso.hsm import Hsm, HsmSession, KdScheme, PinBlockFormat, Role
 from cardperso.payments import pinblock, tr31
@@ -246,7 +246,10 @@ def test_employee_transport_pin_and_card_generated_keys(hsm: Hsm) -> None:
     public = tlv.to_dict(tlv.to_dict(m.collected["public_key:KEY_AUTH"])[0x7F49])[0x86]
     challenge = b"employee sign-on challenge"
     assert p256_verify(public, challenge, m.internal_auth(2, challenge))
-    assert "ECDH" in m.card.protection_note and m.card.channel_key == "KD_ADMIN"
+    # Loaded under keys agreed by ECDH with KEY_LOAD, inside a session KD_ADMIN opened.
+    assert m.card.channel_key == "KEY_LOAD" and "KD_ADMIN" in m.card.protection_note
+    kinds = [s.kind for s in m.card.script]
+    assert kinds[: kinds.index(StepKind.OPEN_ECDH)] == [StepKind.OPEN_SM] + [StepKind.APDU] * 2
     assert m.hsm_external_auth(1, "KM.EMPLOYEE.ADMIN", m.serial()) == 0x9000
 
 

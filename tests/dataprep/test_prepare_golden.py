@@ -38,7 +38,7 @@ UPDATE = os.environ.get("CARDPERSO_UPDATE_GOLDEN") == "1"
 GOLDEN = {
     "debit": "43ca96be8cd30ca7076a2c04c3c4ebd24b65f8590c7abde300f8f5ed40e1b3b9",
     "sim": "a509c655cf6006cbe0113c27fad4d3ccde4cd820a447d99f797219bc63cbb14f",
-    "employee": "a70a6527de01bd733842e3d135db03729427e1e96e3259dea769854295674c2d",
+    "employee": "b1410bd0871cd000678121b46146676e4dd9ff5bb587e75386d16e67bb1befd6",
 }
 
 

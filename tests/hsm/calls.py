@@ -122,6 +122,32 @@ def _card_sm_open(s: HsmSession, p: Prepared) -> object:
     return s.card_sm_open(p.kit.km_aes, SERIAL, rh, reply)
 
 
+def _agreeing_channel(s: HsmSession, p: Prepared) -> tuple[HsmSession, object, object]:
+    """A KD-keyed channel (made by ``s`` if it may, else by a personalization session)
+    on which the card generated agreement key 3: (opener, reader, channel)."""
+    from cardperso.readers import cos
+
+    opener = s if s.role is Role.PERSONALIZATION else p.h.session(Role.PERSONALIZATION)
+    reader, rh, reply = _card_reply(p)
+    channel = opener.card_sm_open(p.kit.km_aes, SERIAL, rh, reply)
+    reader.transmit(cos.general_authenticate_2(1, channel.host_cryptogram))  # type: ignore[attr-defined]
+    generate = bytes.fromhex("00478003")
+    wrapped = opener.card_sm_wrap(channel, generate, b"\x81\x01\x10", le=256)
+    opener.card_sm_unwrap(channel, reader.transmit(wrapped))  # type: ignore[attr-defined]
+    return opener, reader, channel
+
+
+def _card_sm_agree(s: HsmSession, p: Prepared) -> object:
+    _, _, channel = _agreeing_channel(s, p)
+    return s.card_sm_agree(channel, 3)  # type: ignore[arg-type]
+
+
+def _card_sm_open_ecdh(s: HsmSession, p: Prepared) -> object:
+    opener, reader, channel = _agreeing_channel(s, p)
+    answer = reader.transmit(opener.card_sm_agree(channel, 3))  # type: ignore[arg-type, attr-defined]
+    return s.card_sm_open_ecdh(channel, answer)  # type: ignore[arg-type]
+
+
 def _card_sm_wrap(s: HsmSession, p: Prepared) -> object:
     channel = _channel_for(s, p)
     return s.card_sm_wrap(channel, bytes([0, 0xB0, 0, 0]), le=4)  # type: ignore[arg-type]
@@ -212,6 +238,8 @@ CALLS: dict[Operation, Callable[[HsmSession, Prepared], object]] = {
     Operation.VERIFY_MAC: lambda s, p: s.verify_mac(p.kit.mac, b"data", p.mac),
     Operation.ECDH_AGREE: lambda s, p: s.ecdh_agree(CARD_PUBLIC, key=p.kit.ec),
     Operation.CARD_SM_OPEN: _card_sm_open,
+    Operation.CARD_SM_AGREE: _card_sm_agree,
+    Operation.CARD_SM_OPEN_ECDH: _card_sm_open_ecdh,
     Operation.CARD_SM_WRAP: _card_sm_wrap,
     Operation.CARD_SM_UNWRAP: _card_sm_unwrap,
     Operation.CARD_SECRETS: _card_secrets,

@@ -10,6 +10,17 @@ template 7C) with a card key K of usage SM, in two steps:
 2. host -> card ``7C{84 MAC(SK.MAC, 02||RND.C||RND.H)}``; a match opens the session
    and counts as authentication with K (a wrong one spends a try of K).
 
+Key agreement (ECDH-protected loading, docs/card-os.md §8.3) with a P-256 key of
+usage key agreement, shaped like BSI TR-03110 Chip Authentication 2: host -> card
+``7C{80 host ephemeral point}`` **under the session in force**; the card computes Z
+with its private key, draws a nonce, derives SK.ENC, SK.MAC and K_KC
+(:func:`cardperso.securemsg.ecdh_session`) and answers ``7C{81 nonce, 82
+key-confirmation tag}``, protected by the old session; secure messaging then
+restarts under the new keys with SSC = 0 (as ICAO Doc 9303-11 Chip Authentication
+does after BAC/PACE). Sent in plain it is refused: the new session inherits the
+host authentication of the one it replaces, so only an authenticated host can
+open one.
+
 Protected APDUs follow ISO/IEC 7816-4 §10 as profiled by ICAO Doc 9303-11 §9.8:
 CLA with b4b3 = 11, data in DO 87 (01 || cryptogram, ISO padding), Le in DO 97,
 status in DO 99, an 8-byte MAC in DO 8E over the send sequence counter (SSC),
@@ -25,13 +36,26 @@ from typing import TYPE_CHECKING
 from cardperso import tlv
 from cardperso.apdu import CommandAPDU
 from cardperso.card.errors import CardError
-from cardperso.card.objects import ALGORITHMS, KEY_ALG, USAGE_SM, find_object, key_cipher
+from cardperso.card.objects import (
+    ALGORITHMS,
+    KEY_ALG,
+    USAGE_KEY_AGREEMENT,
+    USAGE_SM,
+    find_object,
+    key_cipher,
+    read_value,
+)
 from cardperso.card.store import ObjType
+from cardperso.crypto import ec
+from cardperso.crypto.ciphers import CipherError
 from cardperso.securemsg import (
+    ECDH_NONCE_LENGTH,
     SmChannel,
     SmError,
     card_cryptogram,
     derive_session,
+    ecdh_confirmation,
+    ecdh_session,
     host_cryptogram,
 )
 
@@ -54,6 +78,8 @@ def general_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
         inner = None
     if inner is None or len(inner) != 1:
         raise CardError(0x6A80)
+    if 0x80 in inner:
+        return _key_agreement(card, cmd, ref, inner[0x80])
     hit = find_object(card, ObjType.KEY, ref)
     if hit is None:
         raise CardError(0x6A88)
@@ -90,6 +116,40 @@ def general_authenticate(card: CardOS, cmd: CommandAPDU) -> bytes:
     raise CardError(0x6A80)
 
 
+def _key_agreement(card: CardOS, cmd: CommandAPDU, ref: int, host_public: bytes) -> bytes:
+    """GENERAL AUTHENTICATE ``7C{80 host point}`` with EC key ``ref`` (see the module notes).
+
+    Checks in order: the key exists (6A88) and has the key-agreement usage (6985);
+    the command came under secure messaging (6982); it asks for data (6700); the
+    point is a valid uncompressed P-256 point (6A80, checked in full before any use
+    of the private key, SEC 1 v2 §3.2.2.1). Nothing is written to EEPROM."""
+    hit = find_object(card, ObjType.ECKEY, ref)
+    if hit is None:
+        raise CardError(0x6A88)
+    e = hit[1]
+    if not e.extra[1] & USAGE_KEY_AGREEMENT:
+        raise CardError(0x6985)
+    if not card.ram.sm_command or card.ram.sm is None:
+        raise CardError(0x6982)
+    if cmd.le == 0:
+        raise CardError(0x6700)
+    value = read_value(card, e)
+    d, card_public = value[:32], value[32:97]
+    card.timing.crypto("ecdh")
+    try:
+        z = ec.p256_ecdh(d, host_public)
+    except CipherError:
+        raise CardError(0x6A80) from None
+    nonce = card.rand(ECDH_NONCE_LENGTH)
+    k_enc, k_mac, k_kc = ecdh_session(z, host_public, card_public, nonce)
+    tag = ecdh_confirmation(k_kc, card.chip_serial, card_public, nonce, host_public)
+    # CMAC blocks: extraction 2, three expansions of 11, the tag 10, subkeys 5
+    card.timing.crypto("aes", 50)
+    card.ram.ga_pending = None
+    card.ram.sm = SmChannel("AES", k_enc, k_mac, 0, ref, chained=True)
+    return tlv.encode(0x7C, [tlv.encode(0x81, nonce), tlv.encode(0x82, tag)])
+
+
 def process_sm(card: CardOS, cmd: CommandAPDU, base_cla: int) -> bytes:
     """Unwrap, execute and wrap one SM command; every SM fault drops the session."""
     s = card.ram.sm
@@ -107,8 +167,9 @@ def process_sm(card: CardOS, cmd: CommandAPDU, base_cla: int) -> bytes:
         out, sw = card.execute(inner, sm=True)
     except CardError as e:
         out, sw = b"", e.sw
-    if card.ram.sm is not s:  # the command itself ended the session
-        return sw.to_bytes(2, "big")
-    resp = s.wrap_response(out, sw)
+    new = card.ram.sm
+    if new is not s and (new is None or not new.chained):
+        return sw.to_bytes(2, "big")  # the command itself ended the session
+    resp = s.wrap_response(out, sw)  # a key agreement's answer: still the old session
     card.timing.crypto("aes" if s.family == "AES" else "des", 2 + len(resp) // s.block)
     return card._deliver(cmd, resp, sw)

@@ -27,6 +27,7 @@ an HSM failure or an interruption removes it, so nothing is left behind.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ from cardperso.errors import CardpersoError, ConfigError, HsmError, InputError
 from cardperso.hsm import Hsm, HsmSession, Role
 from cardperso.profiles.schema import Profile
 
-__all__ = ["HsmOpener", "PrepareResult", "prepare_file"]
+__all__ = ["HsmOpener", "PrepareResult", "open_issuer_file", "prepare_file"]
 
 HsmOpener = Callable[[], Hsm]
 """Opens the security module; called once in this process and once in each worker."""
@@ -119,6 +120,9 @@ def _init_worker(
     hsm = opener()
     session = hsm.session(Role.DATAPREP, operator)
     _worker = (hsm, session, CardPreparer(profile, session, keys, batch_id=batch_id, file=file))
+    # What exists now (modules, the profile, the plan) lives as long as the worker: keep
+    # it out of the collector's full passes, which otherwise walk it chunk after chunk.
+    gc.freeze()
 
 
 def _run(preparer: CardPreparer, chunk: list[Record]) -> tuple[bytes, list[_Problem]] | _Failure:
@@ -168,6 +172,42 @@ def _open_source(
     return envelope.stream, display, envelope.header.as_dict()
 
 
+def open_issuer_file(
+    source: str | Path | IO[bytes],
+    session: HsmSession,
+    *,
+    today: date,
+    name: str | None = None,
+    resolver: ProfileResolver = builtin_resolver,
+    policy: Policy = Policy.REFUSE,
+) -> IssuerFileReader:
+    """A reader of an issuer file, plain or inside an encrypted envelope (:mod:`.envelope`).
+
+    A path whose first bytes are :data:`~.envelope.ENVELOPE_MAGIC` is an envelope: its
+    MAC is checked in ``session`` (a dataprep session) before anything is decrypted,
+    the body is decrypted inside the HSM as it is read, and the envelope's header must
+    agree with the issuer file's own (issuer, batch id, profile, version, record count).
+    Raises ``InputError`` naming the file for anything wrong; close the reader (it is a
+    context manager) when done.
+    """
+    stream, display, envelope = _open_source(source, name, session)
+    reader = IssuerFileReader(
+        stream,
+        today=today,
+        name=display,
+        resolver=resolver,
+        policy=policy,
+        close_stream=envelope is not None,
+    )
+    if envelope is not None:
+        try:
+            _match_envelope(envelope, reader.header, display)
+        except BaseException:
+            reader.close()
+            raise
+    return reader
+
+
 def prepare_file(
     source: str | Path | IO[bytes],
     out_dir: str | Path,
@@ -178,13 +218,14 @@ def prepare_file(
     policy: Policy = Policy.REFUSE,
     resolver: ProfileResolver = builtin_resolver,
     workers: int = 2,
-    chunk_size: int = 200,
+    chunk_size: int = 500,
     name: str | None = None,
     operator: str = "dataprep",
 ) -> PrepareResult:
     """Prepare every record of an issuer file into ``out_dir/<batch id>/`` (see the notes).
 
-    ``workers=0`` prepares in this process. Raises ``InputError`` / ``BatchRefused``
+    ``source`` is plain or an envelope (:func:`open_issuer_file`). ``workers=0``
+    prepares in this process. Raises ``InputError`` / ``BatchRefused``
     for bad input (under :attr:`Policy.REFUSE` any bad record refuses the batch),
     ``ConfigError`` for a profile or key set-up the HSM cannot serve, ``HsmError``
     when the HSM fails; in every such case ``out_dir`` is left as it was.
@@ -194,13 +235,12 @@ def prepare_file(
     main_hsm = hsm()
     try:
         session = main_hsm.session(Role.DATAPREP, operator)
-        stream, display, envelope = _open_source(source, name, session)
-        with IssuerFileReader(
-            stream, today=today, name=display, resolver=resolver, policy=policy
+        with open_issuer_file(
+            source, session, today=today, name=name, resolver=resolver, policy=policy
         ) as reader:
-            if envelope is not None:
-                _match_envelope(envelope, reader.header, display)
-            return _prepare(reader, out, hsm, session, keys, workers, chunk_size, display, operator)
+            return _prepare(
+                reader, out, hsm, session, keys, workers, chunk_size, reader.name, operator
+            )
     finally:
         main_hsm.close()
 

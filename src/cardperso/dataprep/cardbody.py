@@ -19,7 +19,17 @@ from cardperso.errors import InputError
 from cardperso.profiles.schema import CardBody, EmbossArea
 from cardperso.profiles.template import fields_of
 
-__all__ = ["CardBodyLayout", "EmbossedLine", "EngravedText", "PhotoImage", "card_body_layout"]
+__all__ = [
+    "CardBodyLayout",
+    "EmbossedLine",
+    "EngravedText",
+    "PhotoImage",
+    "card_body_layout",
+    "check_card_body",
+    "emboss_texts",
+    "laser_texts",
+    "photo_image",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +80,22 @@ def _render(template: str, values: Mapping[str, str]) -> str:
         raise InputError(str(e), field=e.field) from None
 
 
-def card_body_layout(spec: CardBody, values: Mapping[str, str]) -> CardBodyLayout:
-    """Render and check the visual personalization of one record."""
-    lines: list[EmbossedLine] = []
+def emboss_texts(spec: CardBody, values: Mapping[str, str]) -> list[str]:
+    """The text of each embossed line of ``spec``, checked against its ISO/IEC 7811-1
+    area (the first line that cannot be embossed raises ``InputError``)."""
+    out: list[str] = []
     for e in spec.emboss:
         text = _render(e.text, values)
         problem = check_emboss(text, e.area, e.max_length)
         if problem:
             raise InputError(problem, field=_field(e.text))
-        lines.append(EmbossedLine(e.area, e.row, text))
-    laser: list[EngravedText] = []
+        out.append(text)
+    return out
+
+
+def laser_texts(spec: CardBody, values: Mapping[str, str]) -> list[str]:
+    """The text of each engraved line of ``spec``, checked against its length."""
+    out: list[str] = []
     for t in spec.laser:
         text = _render(t.text, values)
         if len(text) > t.max_length:
@@ -87,13 +103,39 @@ def card_body_layout(spec: CardBody, values: Mapping[str, str]) -> CardBodyLayou
                 f"engraved text is {len(text)} characters, more than {t.max_length}",
                 field=_field(t.text),
             )
-        laser.append(EngravedText(t.side, t.x_mm, t.y_mm, t.height_mm, text))
-    photo = None
+        out.append(text)
+    return out
+
+
+def photo_image(spec: CardBody, values: Mapping[str, str]) -> PhotoImage | None:
+    """The engraved photo of ``spec`` decoded from its field, or None without one."""
+    if spec.photo is None:
+        return None
+    p = spec.photo
+    pbm = decode_pbm(base64.b64decode(values.get(p.field, ""), validate=True))
+    if pbm is None:
+        raise InputError("photo is not a black-and-white binary PBM image (P4)", field=p.field)
+    w, h, rows = pbm
+    return PhotoImage(p.side, p.x_mm, p.y_mm, p.width_mm, p.height_mm, w, h, rows)
+
+
+def check_card_body(spec: CardBody, values: Mapping[str, str]) -> None:
+    """Raise ``InputError`` for the first part of the card body a record cannot have."""
+    emboss_texts(spec, values)
+    if spec.laser:
+        laser_texts(spec, values)
     if spec.photo is not None:
-        p = spec.photo
-        pbm = decode_pbm(base64.b64decode(values.get(p.field, ""), validate=True))
-        if pbm is None:
-            raise InputError("photo is not a black-and-white binary PBM image (P4)", field=p.field)
-        w, h, rows = pbm
-        photo = PhotoImage(p.side, p.x_mm, p.y_mm, p.width_mm, p.height_mm, w, h, rows)
-    return CardBodyLayout(tuple(lines), tuple(laser), photo)
+        photo_image(spec, values)
+
+
+def card_body_layout(spec: CardBody, values: Mapping[str, str]) -> CardBodyLayout:
+    """Render and check the visual personalization of one record."""
+    lines = tuple(
+        EmbossedLine(e.area, e.row, text)
+        for e, text in zip(spec.emboss, emboss_texts(spec, values), strict=True)
+    )
+    laser = tuple(
+        EngravedText(t.side, t.x_mm, t.y_mm, t.height_mm, text)
+        for t, text in zip(spec.laser, laser_texts(spec, values), strict=True)
+    )
+    return CardBodyLayout(lines, laser, photo_image(spec, values))

@@ -86,6 +86,26 @@ def _select(name: str, path: tuple[int, ...], sm: bool) -> Step:
     return _apdu(f"SELECT {name}", select_apdu(path), sm)
 
 
+@lru_cache(maxsize=1024)
+def _read_binary(name: str, offset: int, size: int) -> tuple[str, bytes]:
+    """Note and command of a READ BINARY check (the same for every card)."""
+    return (
+        f"READ BINARY {name} ({size} bytes at {offset}, check)",
+        cos.read_binary(offset, size),
+    )
+
+
+@lru_cache(maxsize=256)
+def _update_binary_header(offset: int) -> bytes:
+    return cos.update_binary(b"", offset)
+
+
+def _update_binary(piece: bytes, offset: int) -> bytes:
+    """``cos.update_binary(piece, offset)``: the cached header, Lc and the data (a piece
+    is at most :data:`CHUNK` bytes: a short APDU)."""
+    return _update_binary_header(offset) + bytes([len(piece)]) + piece
+
+
 def file_steps(
     node: FileNode,
     write: FileWrite,
@@ -131,20 +151,13 @@ def file_steps(
         steps.append(
             _apdu(
                 f"UPDATE BINARY {name} ({len(piece)} bytes at {offset})",
-                cos.update_binary(piece, offset),
+                _update_binary(piece, offset),
                 sm,
             )
         )
     if read_back:
         for start in range(0, len(data), CHUNK):
             piece = data[start : start + CHUNK]
-            offset = write.offset + start
-            steps.append(
-                _apdu(
-                    f"READ BINARY {name} ({len(piece)} bytes at {offset}, check)",
-                    cos.read_binary(offset, len(piece)),
-                    sm,
-                    piece,
-                )
-            )
+            note, command = _read_binary(name, write.offset + start, len(piece))
+            steps.append(_apdu(note, command, sm, piece))
     return steps, records_present

@@ -66,6 +66,13 @@ EMBOSS_NUMBER_CHARS = frozenset("0123456789 ")
 """Number line: Farrington 7B numerals and the space between groups."""
 
 _DIGITS = re.compile(r"[0-9]*")
+_YYMM = re.compile(r"[0-9]{4}")
+_HEX = re.compile(r"[0-9A-Fa-f]*")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_WHITESPACE = re.compile(r"\s+")
+_LETTERS = re.compile(r"[A-Z]+")
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+"""A digit doubled, its two digits summed (Luhn)."""
 
 
 def _span(lo: int | None, hi: int | None, unit: str) -> str:
@@ -89,9 +96,20 @@ def _char(text: str, i: int) -> str:
 # -- payment card and telecom identifiers -----------------------------------------
 
 
+def _luhn_ok(digits: str) -> bool:
+    """:func:`~cardperso.payments._digits.luhn_valid` for a string of ASCII digits, in C
+    where it can be: the digits in odd places from the right as they are, the others
+    doubled with their digits summed (ISO/IEC 7812-1 Annex B)."""
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, doubled))) % 10 == 0
+
+
 def check_luhn(digits: str, what: str = "number") -> str | None:
     """ISO/IEC 7812-1 Annex B (Luhn, modulus 10) check digit."""
-    if luhn_valid(digits):
+    if 2 <= len(digits) <= 65 and digits.isascii() and digits.isdigit():
+        if _luhn_ok(digits):
+            return None
+    elif luhn_valid(digits):
         return None
     return f"{what} fails the Luhn check (ISO/IEC 7812-1 Annex B)"
 
@@ -108,7 +126,7 @@ def check_pan(value: str, min_length: int = 12, max_length: int = 19) -> str | N
 
 def check_expiry(value: str, today: date, max_years: int = 20) -> str | None:
     """Expiry ``YYMM``: a real month, not before the current month, not absurdly far."""
-    if not re.fullmatch(r"[0-9]{4}", value):
+    if not _YYMM.fullmatch(value):
         return "expiry must be YYMM (4 digits)"
     year, month = 2000 + int(value[:2]), int(value[2:])
     if not 1 <= month <= 12:
@@ -153,7 +171,7 @@ def check_emboss(
     limit = NUMBER_LINE_MAX if area == EmbossArea.NUMBER else NAME_LINE_MAX
     if max_length is not None:
         limit = min(limit, max_length)
-    for i, ch in enumerate(value):
+    for i, ch in enumerate("" if allowed.issuperset(value) else value):
         if ch not in allowed:
             kind = "number line" if area == EmbossArea.NUMBER else "name line"
             return (
@@ -212,7 +230,7 @@ def check_hex(
     value: str, min_length: int | None = None, max_length: int | None = None
 ) -> str | None:
     """Hexadecimal digits (either case), an even number of them."""
-    if not re.fullmatch(r"[0-9A-Fa-f]*", value):
+    if not _HEX.fullmatch(value):
         return "must contain hexadecimal digits only"
     if len(value) % 2:
         return "must have an even number of hexadecimal digits"
@@ -221,7 +239,7 @@ def check_hex(
 
 def check_country(value: str) -> str | None:
     """ISO 3166-1 alpha-2 code."""
-    if not re.fullmatch(r"[A-Z]{2}", value):
+    if not _COUNTRY.fullmatch(value):
         return "country must be an ISO 3166-1 alpha-2 code (2 upper-case letters)"
     return None
 
@@ -301,7 +319,7 @@ def _gb_norm(s: str) -> str:
 
 
 def _gb_split(s: str) -> tuple[str, str]:
-    area = re.match(r"[A-Z]+", s)
+    area = _LETTERS.match(s)
     a = area.group(0) if area else ""
     return a, s[len(a) :].replace(" ", "")
 
@@ -356,7 +374,7 @@ def normalize_postal_code(
 ) -> str:
     """Upper-case, trimmed, single-spaced, in the country's canonical spelling."""
     rule = rules.get(country, _GENERIC)
-    return rule.normalize(re.sub(r"\s+", " ", value.strip().upper()))
+    return rule.normalize(_WHITESPACE.sub(" ", value.strip().upper()))
 
 
 def check_postal_code(
@@ -397,37 +415,43 @@ class ValidationContext:
     postal_rules: Mapping[str, PostalRule] = field(default_factory=lambda: DEFAULT_POSTAL_RULES)
 
 
+def _postal(
+    spec: InputField, value: str, record: Mapping[str, str], ctx: ValidationContext
+) -> str | None:
+    country = record.get(spec.country_field or "", "")
+    if check_country(country) is not None:
+        return None  # the country field reports its own problem
+    return check_postal_code(value, country, ctx.postal_rules)
+
+
+_Validator = Callable[[InputField, str, Mapping[str, str], ValidationContext], str | None]
+
+_VALIDATORS: dict[FieldRule, _Validator] = {
+    FieldRule.PAN: lambda spec, v, r, ctx: check_pan(
+        v, spec.min_length or 12, spec.max_length or 19
+    ),
+    FieldRule.EXPIRY: lambda spec, v, r, ctx: check_expiry(v, ctx.today),
+    FieldRule.ICCID: lambda spec, v, r, ctx: check_iccid(v),
+    FieldRule.IMSI: lambda spec, v, r, ctx: check_imsi(v),
+    FieldRule.EMBOSS: lambda spec, v, r, ctx: check_emboss(v, EmbossArea.NAME, spec.max_length),
+    FieldRule.NAME: lambda spec, v, r, ctx: check_name(v, spec.min_length or 1, spec.max_length),
+    FieldRule.POSTAL_CODE: _postal,
+    FieldRule.COUNTRY: lambda spec, v, r, ctx: check_country(v),
+    FieldRule.DIGITS: lambda spec, v, r, ctx: check_digits(v, spec.min_length, spec.max_length),
+    FieldRule.HEX: lambda spec, v, r, ctx: check_hex(v, spec.min_length, spec.max_length),
+    FieldRule.BASE64: lambda spec, v, r, ctx: check_base64(v, spec.min_length, spec.max_length),
+    FieldRule.PHOTO: lambda spec, v, r, ctx: check_photo(v, spec.min_length, spec.max_length),
+}
+
+
+def _text(
+    spec: InputField, value: str, record: Mapping[str, str], ctx: ValidationContext
+) -> str | None:
+    return check_text(value, spec.min_length, spec.max_length)
+
+
 def validate_value(
     spec: InputField, value: str, record: Mapping[str, str], ctx: ValidationContext
 ) -> str | None:
-    """Check one non-empty value against its profile field rule."""
-    lo, hi = spec.min_length, spec.max_length
-    rule = spec.rule
-    if rule == FieldRule.PAN:
-        return check_pan(value, lo or 12, hi or 19)
-    if rule == FieldRule.EXPIRY:
-        return check_expiry(value, ctx.today)
-    if rule == FieldRule.ICCID:
-        return check_iccid(value)
-    if rule == FieldRule.IMSI:
-        return check_imsi(value)
-    if rule == FieldRule.EMBOSS:
-        return check_emboss(value, EmbossArea.NAME, hi)
-    if rule == FieldRule.NAME:
-        return check_name(value, lo or 1, hi)
-    if rule == FieldRule.POSTAL_CODE:
-        country = record.get(spec.country_field or "", "")
-        if check_country(country) is not None:
-            return None  # the country field reports its own problem
-        return check_postal_code(value, country, ctx.postal_rules)
-    if rule == FieldRule.COUNTRY:
-        return check_country(value)
-    if rule == FieldRule.DIGITS:
-        return check_digits(value, lo, hi)
-    if rule == FieldRule.HEX:
-        return check_hex(value, lo, hi)
-    if rule == FieldRule.BASE64:
-        return check_base64(value, lo, hi)
-    if rule == FieldRule.PHOTO:
-        return check_photo(value, lo, hi)
-    return check_text(value, lo, hi)
+    """Check one non-empty value against its profile field rule (any other rule: text)."""
+    return _VALIDATORS.get(spec.rule, _text)(spec, value, record, ctx)

@@ -25,7 +25,7 @@ cn and tbcd with FF on the right, binary with 00 on the right, unless ``pad`` /
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cardperso import tlv
@@ -109,68 +109,139 @@ def encode_imsi(imsi: str) -> bytes:
     )
 
 
-def _pad(value: bytes, el: Element) -> bytes:
-    if el.length is None:
-        return value
-    if len(value) > el.length:
-        raise ValueError(f"value is {len(value)} bytes, longer than the {el.length} allowed")
+_Encoder = Callable[[Mapping[str, str], Derived], bytes]
+_Source = Callable[[Mapping[str, str], Derived], str | bytes]
+
+_EMPTY: Derived = {}
+
+
+def _padder(el: Element) -> Callable[[bytes], bytes]:
+    length = el.length
+    if length is None:
+        return lambda value: value
     default_byte = {"ascii": 0x20, "cn": 0xFF, "tbcd": 0xFF}.get(el.encoding.value, 0x00)
-    byte = int(el.pad_byte, 16) if el.pad_byte else default_byte
-    side = el.pad or (Pad.LEFT if el.encoding == Encoding.BCD else Pad.RIGHT)
-    fill = bytes([byte]) * (el.length - len(value))
-    return fill + value if side == Pad.LEFT else value + fill
+    byte = bytes([int(el.pad_byte, 16) if el.pad_byte else default_byte])
+    left = (el.pad or (Pad.LEFT if el.encoding == Encoding.BCD else Pad.RIGHT)) == Pad.LEFT
+
+    def pad(value: bytes) -> bytes:
+        if len(value) > length:
+            raise ValueError(f"value is {len(value)} bytes, longer than the {length} allowed")
+        fill = byte * (length - len(value))
+        return fill + value if left else value + fill
+
+    return pad
 
 
-def _source(
-    el: Element, profile: Profile, values: Mapping[str, str], derived: Derived
-) -> str | bytes:
+def _source(el: Element, profile: Profile) -> _Source:
     if el.literal is not None:
-        return bytes.fromhex(el.literal) if el.encoding == Encoding.BINARY else el.literal
+        literal: str | bytes = el.literal
+        if el.encoding == Encoding.BINARY:
+            literal = bytes.fromhex(el.literal)
+        return lambda values, derived: literal
     if el.derived is not None:
-        if el.derived.value not in derived:
-            raise KeyError(f"derived value {el.derived.value!r} has not been computed")
-        return derived[el.derived.value]
+        name = el.derived.value
+
+        def from_derived(values: Mapping[str, str], derived: Derived) -> str | bytes:
+            if name not in derived:
+                raise KeyError(f"derived value {name!r} has not been computed")
+            return derived[name]
+
+        return from_derived
     if el.template is not None:
-        return render(el.template, values)
-    name = el.field or ""
-    value = values.get(name, "")
+        template = el.template
+        return lambda values, derived: render(template, values)
+    field = el.field or ""
     if el.encoding == Encoding.BINARY:
-        spec = profile.input_field(name)
+        spec = profile.input_field(field)
         if spec is not None and spec.rule in (FieldRule.BASE64, FieldRule.PHOTO):
-            return base64.b64decode(value, validate=True)
-        return bytes.fromhex(value)
-    return value
+            return lambda values, derived: base64.b64decode(values.get(field, ""), validate=True)
+        return lambda values, derived: bytes.fromhex(values.get(field, ""))
+    return lambda values, derived: values.get(field, "")
+
+
+def _ascii(src: str) -> bytes:
+    if not (src.isascii() and src.isprintable()):  # printable ASCII: 0x20 to 0x7E
+        raise ValueError("ascii coding needs printable ASCII characters")
+    return src.encode("ascii")
+
+
+def _utf8(src: str) -> bytes:
+    return src.encode("utf-8")
+
+
+_CODINGS: dict[Encoding, Callable[[str], bytes]] = {
+    Encoding.ASCII: _ascii,
+    Encoding.BCD: encode_bcd,
+    Encoding.CN: encode_cn,
+    Encoding.TBCD: encode_tbcd,
+    Encoding.IMSI: encode_imsi,
+}
+
+
+def _compile(el: Element, profile: Profile) -> _Encoder:
+    """The encoder of one element: everything that does not depend on the record is
+    decided here, once (see :func:`encode_element` for what it computes)."""
+    if el.encoding == Encoding.TLV:
+        tag = tlv.encode(int(el.tag or "0", 16), b"")[:-1]
+        children = tuple(_compiled(c, profile) for c in el.children or [])
+
+        def constructed(values: Mapping[str, str], derived: Derived) -> bytes:
+            body = b"".join([c(values, derived) for c in children])
+            return tag + tlv.encode_length(len(body)) + body
+
+        return constructed
+    source = _source(el, profile)
+    binary = el.encoding == Encoding.BINARY
+    coding = _CODINGS.get(el.encoding, _utf8)
+    pad = _padder(el)
+    wrap = tlv.encode(int(el.tag, 16), b"")[:-1] if el.tag else b""
+    what = el.encoding.value
+
+    def primitive(values: Mapping[str, str], derived: Derived) -> bytes:
+        src = source(values, derived)
+        if isinstance(src, bytes):
+            if not binary:
+                raise ValueError(f"a byte value cannot take the {what} coding")
+            raw = src
+        else:
+            raw = coding(src)
+        value = pad(raw)
+        return wrap + tlv.encode_length(len(value)) + value if wrap else value
+
+    if el.literal is not None:  # the same bytes for every record
+        try:
+            constant = primitive({}, _EMPTY)
+        except (ValueError, KeyError):
+            return primitive  # raises its error where a record is written
+        return lambda values, derived: constant
+    return primitive
+
+
+_COMPILED: dict[tuple[int, int], tuple[Element, Profile, _Encoder]] = {}
+
+
+def _compiled(el: Element, profile: Profile) -> _Encoder:
+    """:func:`_compile`, remembered for this (element, profile) pair."""
+    key = (id(el), id(profile))
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is el and hit[1] is profile:
+        return hit[2]
+    if len(_COMPILED) >= 4096:
+        _COMPILED.clear()
+    encoder = _compile(el, profile)
+    _COMPILED[key] = (el, profile, encoder)
+    return encoder
 
 
 def encode_element(
     el: Element, profile: Profile, values: Mapping[str, str], derived: Derived | None = None
 ) -> bytes:
-    """The bytes of one element (raises ValueError/KeyError/RenderError on bad data)."""
-    derived = derived or {}
-    if el.encoding == Encoding.TLV:
-        body = b"".join(encode_element(c, profile, values, derived) for c in el.children or [])
-        return tlv.encode(int(el.tag or "0", 16), body)
-    src = _source(el, profile, values, derived)
-    if isinstance(src, bytes):
-        if el.encoding != Encoding.BINARY:
-            raise ValueError(f"a byte value cannot take the {el.encoding.value} coding")
-        raw = src
-    elif el.encoding == Encoding.ASCII:
-        if not all(0x20 <= ord(c) < 0x7F for c in src):
-            raise ValueError("ascii coding needs printable ASCII characters")
-        raw = src.encode("ascii")
-    elif el.encoding == Encoding.BCD:
-        raw = encode_bcd(src)
-    elif el.encoding == Encoding.CN:
-        raw = encode_cn(src)
-    elif el.encoding == Encoding.TBCD:
-        raw = encode_tbcd(src)
-    elif el.encoding == Encoding.IMSI:
-        raw = encode_imsi(src)
-    else:
-        raw = src.encode("utf-8")
-    value = _pad(raw, el)
-    return tlv.encode(int(el.tag, 16), value) if el.tag else value
+    """The bytes of one element (raises ValueError/KeyError/RenderError on bad data).
+
+    ``tlv``: the children's bytes under ``tag``. Otherwise the value from its source
+    (``literal``, ``derived``, ``template`` or ``field``), coded, padded to ``length``
+    and wrapped under ``tag`` if there is one."""
+    return _compiled(el, profile)(values, derived or _EMPTY)
 
 
 def _first_field(el: Element) -> str | None:
@@ -188,32 +259,64 @@ def _first_field(el: Element) -> str | None:
     return None
 
 
-def _mapping_write(
-    m: DataMapping, profile: Profile, values: Mapping[str, str], derived: Derived
-) -> FileWrite:
+@dataclass(frozen=True, slots=True)
+class _MappingPlan:
+    """One data mapping, resolved against its profile once."""
+
+    mapping: DataMapping
+    path: tuple[int, ...]
+    linear: bool
+    capacity: int
+    encoders: tuple[tuple[Element, _Encoder], ...]
+
+    def write(self, values: Mapping[str, str], derived: Derived) -> FileWrite:
+        m = self.mapping
+        parts: list[bytes] = []
+        for el, encoder in self.encoders:
+            try:
+                parts.append(encoder(values, derived))
+            except RenderError as e:
+                raise InputError(f"{m.file}: {e}", field=e.field) from None
+            except (ValueError, KeyError) as e:
+                msg = e.args[0] if isinstance(e, KeyError) else str(e)
+                raise InputError(f"{m.file}: {msg}", field=_first_field(el)) from None
+        data = b"".join(parts)
+        capacity = self.capacity
+        if self.linear:
+            if len(data) > capacity:
+                raise InputError(f"{m.file}: {len(data)} bytes exceed the record length {capacity}")
+            data = data.ljust(capacity, b"\xff")
+        elif m.offset + len(data) > capacity:
+            raise InputError(
+                f"{m.file}: {m.offset + len(data)} bytes exceed the file size {capacity}"
+            )
+        return FileWrite(m.file, self.path, m.record, m.offset, data)
+
+
+def _plan(m: DataMapping, profile: Profile) -> _MappingPlan:
     node = profile.file(m.file)
     assert node is not None  # the profile's consistency checks guarantee it
-    parts: list[bytes] = []
-    for el in m.content:
-        try:
-            parts.append(encode_element(el, profile, values, derived))
-        except RenderError as e:
-            raise InputError(f"{m.file}: {e}", field=e.field) from None
-        except (ValueError, KeyError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) else str(e)
-            raise InputError(f"{m.file}: {msg}", field=_first_field(el)) from None
-    data = b"".join(parts)
-    if node.type == FileType.LINEAR_FIXED:
-        if len(data) > node.capacity():
-            raise InputError(
-                f"{m.file}: {len(data)} bytes exceed the record length {node.capacity()}"
-            )
-        data = data.ljust(node.capacity(), b"\xff")
-    elif m.offset + len(data) > node.capacity():
-        raise InputError(
-            f"{m.file}: {m.offset + len(data)} bytes exceed the file size {node.capacity()}"
-        )
-    return FileWrite(m.file, profile.file_path(m.file), m.record, m.offset, data)
+    return _MappingPlan(
+        m,
+        profile.file_path(m.file),
+        node.type == FileType.LINEAR_FIXED,
+        node.capacity(),
+        tuple((el, _compiled(el, profile)) for el in m.content),
+    )
+
+
+_PLANS: dict[int, tuple[Profile, tuple[_MappingPlan, ...]]] = {}
+
+
+def _plans(profile: Profile) -> tuple[_MappingPlan, ...]:
+    hit = _PLANS.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    if len(_PLANS) >= 256:
+        _PLANS.clear()
+    plans = tuple(_plan(m, profile) for m in profile.data)
+    _PLANS[id(profile)] = (profile, plans)
+    return plans
 
 
 def file_writes(
@@ -225,4 +328,5 @@ def file_writes(
     ``chip_serial``, ``pvv``...). Linear-fixed records are filled to the record
     length with FF (the erased state of a record, ISO/IEC 7816-4 practice).
     """
-    return [_mapping_write(m, profile, values, derived or {}) for m in profile.data]
+    d = derived or _EMPTY
+    return [p.write(values, d) for p in _plans(profile)]

@@ -62,7 +62,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from cardperso.dataprep.cardbody import card_body_layout
+from cardperso.dataprep.cardbody import check_card_body
 from cardperso.dataprep.digestset import DigestSet
 from cardperso.dataprep.fields import ValidationContext, validate_value
 from cardperso.errors import ConfigError, InputError
@@ -295,6 +295,9 @@ class IssuerFileReader:
     Either way a wrong record count raises ``BatchRefused`` at the end, so a
     consumer must treat what it received as provisional until iteration finishes
     (or run :func:`scan_issuer_file` first and import on a second pass).
+
+    A path is opened and closed by the reader; a stream is the caller's to close,
+    unless ``close_stream`` hands it over (an envelope's decrypting stream).
     """
 
     def __init__(
@@ -309,6 +312,7 @@ class IssuerFileReader:
         context: ValidationContext | None = None,
         max_listed: int = 1000,
         expected_profile: str | None = None,
+        close_stream: bool = False,
     ) -> None:
         if isinstance(source, str | Path):
             self.name = name or Path(source).name
@@ -317,7 +321,7 @@ class IssuerFileReader:
         else:
             self.name = name or Path(str(getattr(source, "name", "<stream>"))).name
             self._stream = source
-            self._owned = False
+            self._owned = close_stream
         self.policy = policy
         self.context = context or ValidationContext(today=today)
         self.report = ExceptionReport(self.name, policy, max_listed)
@@ -346,6 +350,9 @@ class IssuerFileReader:
             self.close()
             raise
         self._specs = {f.name: f for f in self.profile.input.fields}
+        self._fields = tuple(self.profile.input.fields)
+        self._unique_fields = tuple(self.profile.input.unique)
+        self._card_body = self.profile.card_body
         self._unique = DigestSet()
         self._started = False
 
@@ -495,7 +502,7 @@ class IssuerFileReader:
                 errs.append(self._error(msg, n, where))
             return values, errs
         bad_fields: set[str] = set()
-        for spec in self.profile.input.fields:
+        for spec in self._fields:
             v = values.get(spec.name)
             if v is None:
                 if spec.required and spec.name not in obj:
@@ -511,7 +518,7 @@ class IssuerFileReader:
             if problem:
                 errs.append(self._error(problem, line, spec.name))
                 bad_fields.add(spec.name)
-        for u in self.profile.input.unique:
+        for u in self._unique_fields:
             v = values.get(u, "")
             if v and u not in bad_fields:
                 first = self._unique.add(u, v, line)
@@ -519,7 +526,7 @@ class IssuerFileReader:
                     errs.append(self._error(f"duplicate value: same {u} as line {first}", line, u))
         if not errs:
             try:
-                card_body_layout(self.profile.card_body, values)
+                check_card_body(self._card_body, values)
             except InputError as e:
                 errs.append(self._error(e.reason, line, e.field))
         return values, errs
@@ -536,8 +543,10 @@ class IssuerFileReader:
     def _records(self) -> Iterator[IssuerRecord]:
         refused = False
         for line, obj, problem in self._raw_records():
-            bad_utf8 = dict(self._lines.bad)  # lines of this record only: read lazily
-            self._lines.bad.clear()
+            bad_utf8: dict[int, str] = {}
+            if self._lines.bad:  # lines of this record only: read lazily
+                bad_utf8 = dict(self._lines.bad)
+                self._lines.bad.clear()
             if problem == "empty line":
                 self.report.add(self._error(problem, line))
                 refused = refused or self.policy == Policy.REFUSE

@@ -68,6 +68,10 @@ _T1_NAME = re.compile(r"[A-Z0-9 .\-/]{2,26}")
 _T1_DD = re.compile(r"[\x20-\x5F]*")
 _T1 = re.compile(r"%B([0-9]{1,19})\^([^^]{2,26})\^([0-9]{4}|\^)([0-9]{3}|\^)([^?]*)\?")
 _T2 = re.compile(r";([0-9]{1,19})=([0-9]{4}|=)([0-9]{3}|=)([0-9]*)\?")
+_PAN = re.compile(r"[0-9]{1,19}")
+_YYMM = re.compile(r"[0-9]{4}")
+_SERVICE_CODE = re.compile(r"[0-9]{3}")
+_DIGITS = re.compile(r"[0-9]*")
 
 
 class MagstripeError(CardpersoError, ValueError):
@@ -152,11 +156,11 @@ def lrc(track: str) -> str:
 
 
 def _check_common(pan: str, expiry: str | None, service_code: str | None) -> None:
-    if not re.fullmatch(r"[0-9]{1,19}", pan):
+    if not _PAN.fullmatch(pan):
         raise TrackFormatError("PAN must be 1 to 19 digits (ISO/IEC 7813)")
-    if expiry is not None and not re.fullmatch(r"[0-9]{4}", expiry):
+    if expiry is not None and not _YYMM.fullmatch(expiry):
         raise TrackFormatError("expiry must be YYMM")
-    if service_code is not None and not re.fullmatch(r"[0-9]{3}", service_code):
+    if service_code is not None and not _SERVICE_CODE.fullmatch(service_code):
         raise TrackFormatError("service code must be 3 digits")
 
 
@@ -189,7 +193,7 @@ def build_track2(
 ) -> str:
     """Track 2 record from start to end sentinel (the LRC is :func:`lrc`)."""
     _check_common(pan, expiry, service_code)
-    if not re.fullmatch(r"[0-9]*", discretionary):
+    if not _DIGITS.fullmatch(discretionary):
         raise TrackFormatError("track 2 discretionary data must be digits")
     track = f";{pan}={expiry or '='}{service_code or '='}{discretionary}?"
     return _check_length(track, _TRACK2, 2)
@@ -201,7 +205,7 @@ def track2_equivalent_data(
     """EMV tag 57 value: PAN, separator D, YYMM, service code, DD, F-padded to whole bytes
     (EMV 4.4 Book 3 Annex A, "Track 2 Equivalent Data"; at most 19 bytes)."""
     _check_common(pan, expiry, service_code)
-    if not re.fullmatch(r"[0-9]*", discretionary):
+    if not _DIGITS.fullmatch(discretionary):
         raise TrackFormatError("track 2 discretionary data must be digits")
     nibbles = f"{pan}D{expiry}{service_code}{discretionary}"
     if len(nibbles) % 2:

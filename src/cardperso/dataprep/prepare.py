@@ -14,8 +14,12 @@ The personalization script of a card, in order:
    initialization): from here every command goes under secure messaging, so the
    card's ``sm`` conditions hold and nothing on the line is readable;
 2. GENERATE ASYMMETRIC KEY PAIR for card-generated keys (the public key is
-   collected from the answer for the issuer's response data), and GENERATE PIN for
-   card-generated PINs (the HSM re-encrypts the card's answer for the mailer);
+   collected from the answer for the issuer's response data); with protection
+   ``ecdh``, then ``open_ecdh``: the key agreement with the loading key (an EC key
+   of usage key_agreement) replaces the KD-keyed channel by one keyed by ECDH, so
+   everything below travels under keys no KD can reproduce (docs/card-os.md §8.3);
+   then GENERATE PIN for card-generated PINs (the HSM re-encrypts the card's answer
+   for the mailer);
 3. one ``secret`` step per PIN and key made in the HSM (PUT PIN / PUT KEY);
 4. the record's file data: for each data mapping whose update condition the
    script can meet (SM, the loading key, or a derived key it can authenticate with
@@ -26,9 +30,10 @@ The personalization script of a card, in order:
    record's ``init_steps``, written while the card is still MANUFACTURED;
 5. SET LIFECYCLE PERSONALIZED.
 
-Protection ``ecdh`` needs a card command for ECDH that this card OS does not have
-(docs/card-os.md §1): such a profile is loaded under its first chip-serial KD with
-SM usage instead, and the prepared card says so in ``loading.note``.
+Protection ``ecdh`` opens the first session with the profile's first chip-serial
+KD of usage SM (the card agrees keys only inside an authenticated session, and that
+session vouches for the card's public key); the prepared card names the loading
+key in ``loading.channel_key`` and says how it is used in ``loading.note``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cardperso.dataprep.cardbody import card_body_layout
+from cardperso.dataprep.cardbody import emboss_texts, laser_texts, photo_image
 from cardperso.dataprep.chipsteps import AccessState, file_steps
 from cardperso.dataprep.fields import presort_key
 from cardperso.dataprep.filedata import file_writes
@@ -127,6 +132,7 @@ class CardPreparer:
         self.channel, self.note = self._channel()
         self._open = self._open_step()
         self._generate = self._generate_steps()
+        self._agree, self.channel_key = self._agree_steps()
         self._finish = Step(
             StepKind.APDU,
             "SET LIFECYCLE PERSONALIZED",
@@ -135,6 +141,7 @@ class CardPreparer:
         )
         self._plans = self._mapping_plans()
         self._pvv_pin = next((p.pin.name for p in self.secrets.pins if p.pvv is not None), None)
+        self._per_card_plan()
         for m in profile.data:
             if any(_uses_chip_serial(el) for el in m.content):
                 raise ConfigError(f"data: {m.file}: chip_serial data is known only at the line")
@@ -162,14 +169,32 @@ class CardPreparer:
                 and KeyUsage.SM in key.usage
             ):
                 note = (
-                    f"ECDH-protected loading with {ld.key} needs ECDH on the card, which this "
-                    f"card OS lacks (docs/card-os.md §1): loaded under {key.name} (KD) instead"
+                    f"ECDH-protected: PINs, keys and data travel under keys agreed with "
+                    f"{ld.key}, inside a session opened with {key.name} (KD), which vouches "
+                    "for the card's public key (docs/card-os.md §8.3)"
                 )
                 return key, note
         raise ConfigError(
-            "loading: ECDH-protected loading is not available on this card OS, and no key "
-            "derived from the chip serial with usage sm can stand in"
+            "loading: ECDH-protected loading is not available without a key derived from "
+            "the chip serial with usage sm: the card agrees keys only inside a session "
+            "opened with one (docs/card-os.md §8.3)"
         )
+
+    def _agree_steps(self) -> tuple[tuple[Step, ...], str]:
+        """The key agreement of protection ``ecdh`` (none for ``kd``), and the name of
+        the card key that protects the load."""
+        ld = self.profile.loading
+        if ld.protection != Protection.ECDH:
+            return (), self.channel.name
+        key = self.profile.key(ld.key)
+        assert key is not None  # the profile's consistency checks guarantee it
+        step = Step(
+            StepKind.OPEN_ECDH,
+            f"GENERAL AUTHENTICATE key agreement with {key.name} (ref {key.ref}): "
+            "ECDH-keyed secure messaging from here",
+            key_ref=key.ref,
+        )
+        return (step,), key.name
 
     def _open_step(self) -> Step:
         k = self.channel
@@ -246,6 +271,58 @@ class CardPreparer:
             )
             (plans if phase == "perso" else init_plans).append(plan)
         return init_plans + plans
+
+    def _per_card_plan(self) -> None:
+        """What every card of the profile shares, worked out once: step notes, the
+        response entries that do not depend on the record, the letters' specs."""
+        plan, p = self.secrets, self.profile
+        self._npins = len(plan.pins)
+        self._cvv_names = tuple(name for name, _, _ in plan.cvvs.items)
+        self._pvv_names = tuple(f"pvv:{pp.pin.name}" for pp in plan.pins)
+        self._pin_notes = tuple(
+            f"PUT PIN {pp.pin.name} (ref {pp.pin.ref}, {pp.pin.method.value})" for pp in plan.pins
+        )
+        self._key_notes = tuple(
+            f"PUT KEY {kp.key.name} (ref {kp.key.ref}, {kp.key.route.value})" for kp in plan.keys
+        )
+        self._generate_pin = tuple(
+            (
+                g,
+                f"GENERATE PIN {g.pin.name} (ref {g.pin.ref}, card_generated)",
+                f"pin_blocks:{g.pin.name}",
+                tuple((c.key.label, int(c.fmt)) for c in g.copies),
+                any(c.fmt != PinBlockFormat.ISO_1 for c in g.copies),
+            )
+            for g in plan.generated
+        )
+        self._export = tuple(
+            (i, kp) for i, kp in enumerate(plan.keys) if kp.export_under is not None
+        )
+        self._issuer_pins = tuple(
+            (
+                i,
+                pp.pin.name,
+                pp.copies[pp.issuer].key.label,
+                int(pp.copies[pp.issuer].fmt),
+                pp.issuer,
+            )
+            for i, pp in enumerate(plan.pins)
+            if pp.issuer is not None
+        )
+        self._generated_responses = tuple(
+            PinResponse(g.pin.name, g.copies[g.issuer].key.label, int(g.copies[g.issuer].fmt), b"")
+            for g in plan.generated
+            if g.issuer is not None
+        )
+        self._collect = tuple(s.collect for s in self._generate) + tuple(
+            f"pin_blocks:{g.pin.name}" for g in plan.generated
+        )
+        self._perso_plans = tuple(mp for mp in self._plans if mp.phase == "perso")
+        self._init_plans = tuple(mp for mp in self._plans if mp.phase == "init")
+        presort = p.letters.presort
+        self._presort_fields = (presort.country_field, presort.postal_code_field)
+        self._emboss_at = tuple((e.area.value, e.row) for e in p.card_body.emboss)
+        self._mailer_pins = self._mailer_plan()
 
     # -- per record ---------------------------------------------------------------------
 
@@ -328,13 +405,12 @@ class CardPreparer:
         seq, line, values = rec
         p = self.profile
         plan = self.secrets
-        npins = len(plan.pins)
-        computed: dict[str, str] = {
-            name: v for (name, _, _), v in zip(plan.cvvs.items, cvvs, strict=True)
-        }
-        for pp, res in zip(plan.pins, secrets[:npins], strict=True):
+        npins = self._npins
+        pin_results, key_results = secrets[:npins], secrets[npins:]
+        computed: dict[str, str] = dict(zip(self._cvv_names, cvvs, strict=True))
+        for name, res in zip(self._pvv_names, pin_results, strict=True):
             if res.pvv is not None:
-                computed[f"pvv:{pp.pin.name}"] = res.pvv
+                computed[name] = res.pvv
         derived: dict[str, str | bytes] = {}
         tracks: dict[int, str] = {}
         ms = p.magstripe
@@ -357,109 +433,88 @@ class CardPreparer:
             derived[Derived.PVV.value] = computed[f"pvv:{self._pvv_pin}"]
         writes = file_writes(p, values, derived)
         init_steps: list[Step] = []
-        script: list[Step] = [self._open, *self._generate]
-        for g in plan.generated:
-            needs_pan = any(c.fmt != PinBlockFormat.ISO_1 for c in g.copies)
+        script: list[Step] = [self._open, *self._generate, *self._agree]
+        for g, note, collect, copies, needs_pan in self._generate_pin:
             script.append(
                 Step(
                     StepKind.GENERATE_PIN,
-                    f"GENERATE PIN {g.pin.name} (ref {g.pin.ref}, card_generated)",
+                    note,
                     apdu=g.apdu,
                     sm=True,
-                    collect=f"pin_blocks:{g.pin.name}",
-                    copies=tuple((c.key.label, int(c.fmt)) for c in g.copies),
+                    collect=collect,
+                    copies=copies,
                     pan=(pan_of(p, values) or "") if needs_pan else "",
                 )
             )
-        for pp, res in zip(plan.pins, secrets[:npins], strict=True):
+        secret = StepKind.SECRET
+        for pp, note, res in zip(plan.pins, self._pin_notes, pin_results, strict=True):
             script.append(
-                Step(
-                    StepKind.SECRET,
-                    f"PUT PIN {pp.pin.name} (ref {pp.pin.ref}, {pp.pin.method.value})",
-                    header=pp.header,
-                    cryptogram=res.cryptogram,
-                    iv=res.iv,
-                )
+                Step(secret, note, header=pp.header, cryptogram=res.cryptogram, iv=res.iv)
             )
-        for kp, res in zip(plan.keys, secrets[npins:], strict=True):
+        for kp, note, res in zip(plan.keys, self._key_notes, key_results, strict=True):
             script.append(
-                Step(
-                    StepKind.SECRET,
-                    f"PUT KEY {kp.key.name} (ref {kp.key.ref}, {kp.key.route.value})",
-                    header=kp.header,
-                    cryptogram=res.cryptogram,
-                    iv=res.iv,
-                )
+                Step(secret, note, header=kp.header, cryptogram=res.cryptogram, iv=res.iv)
             )
-        for mp in self._plans:
-            write = writes[mp.index]
-            if mp.phase == "init":
-                steps, _ = file_steps(
-                    mp.node, write, sm=False, read_back=False, records_present=mp.records_before
-                )
-                init_steps.extend(steps)
-                continue
+        for mp in self._init_plans:
+            steps, _ = file_steps(
+                mp.node,
+                writes[mp.index],
+                sm=False,
+                read_back=False,
+                records_present=mp.records_before,
+            )
+            init_steps.extend(steps)
+        for mp in self._perso_plans:
             for key in mp.auth:
                 script.append(self._auth_step(key, values))
             steps, _ = file_steps(
-                mp.node, write, sm=True, read_back=mp.read_back, records_present=mp.records_before
+                mp.node,
+                writes[mp.index],
+                sm=True,
+                read_back=mp.read_back,
+                records_present=mp.records_before,
             )
             script.extend(steps)
         script.append(self._finish)
         seen: dict[str, str] = {}
+        country, postal = self._presort_fields
         return PreparedCard(
             batch_id=self.batch_id,
             seq=seq,
             line=line,
             profile=p.id,
             profile_version=p.version,
-            channel_key=self.channel.name,
+            channel_key=self.channel_key,
             protection_note=self.note,
             init_steps=tuple(init_steps),
             script=tuple(script),
             tracks=tracks,
             card_body=self._card_body(values),
-            presort=presort_key(
-                values.get(p.letters.presort.country_field, ""),
-                values.get(p.letters.presort.postal_code_field, ""),
-            ),
+            presort=presort_key(values.get(country, ""), values.get(postal, "")),
             carrier=self._carrier(values, seen),
-            mailer=self._mailer(values, secrets[:npins], seen),
+            mailer=self._mailer(values, pin_results, seen),
             response_keys=tuple(
                 KeyResponse(
                     kp.key.name,
                     kp.key.ref,
                     kp.export_under.label,
-                    res.key_block or "",
-                    res.kcv or "",
+                    key_results[i].key_block or "",
+                    key_results[i].kcv or "",
                 )
-                for kp, res in zip(plan.keys, secrets[npins:], strict=True)
+                for i, kp in self._export
                 if kp.export_under is not None
             ),
             response_pins=tuple(
-                PinResponse(
-                    pp.pin.name,
-                    pp.copies[pp.issuer].key.label,
-                    int(pp.copies[pp.issuer].fmt),
-                    res.copies[pp.issuer],
-                )
-                for pp, res in zip(plan.pins, secrets[:npins], strict=True)
-                if pp.issuer is not None
+                PinResponse(name, label, fmt, pin_results[i].copies[copy])
+                for i, name, label, fmt, copy in self._issuer_pins
             )
-            + tuple(
-                PinResponse(
-                    g.pin.name, g.copies[g.issuer].key.label, int(g.copies[g.issuer].fmt), b""
-                )
-                for g in plan.generated
-                if g.issuer is not None
-            ),
+            + self._generated_responses,
             key_checks=tuple(
                 (kp.key.name, kp.key.ref, res.kcv)
-                for kp, res in zip(plan.keys, secrets[npins:], strict=True)
+                for kp, res in zip(plan.keys, key_results, strict=True)
                 if res.kcv is not None
             ),
-            collect=tuple(s.collect for s in self._generate)
-            + tuple(f"pin_blocks:{g.pin.name}" for g in plan.generated),
+            collect=self._collect,
         )
 
     def _auth_step(self, key: CardKey, values: Mapping[str, str]) -> Step:
@@ -482,10 +537,20 @@ class CardPreparer:
         )
 
     def _card_body(self, values: Mapping[str, str]) -> CardBodyData:
-        body = card_body_layout(self.profile.card_body, values)
+        spec = self.profile.card_body
+        emboss = tuple(
+            (area, row, text)
+            for (area, row), text in zip(self._emboss_at, emboss_texts(spec, values), strict=True)
+        )
+        laser: tuple[tuple[str, float, float, float, str], ...] = ()
+        if spec.laser:
+            laser = tuple(
+                (t.side, t.x_mm, t.y_mm, t.height_mm, text)
+                for t, text in zip(spec.laser, laser_texts(spec, values), strict=True)
+            )
         photo = None
-        if body.photo is not None:
-            ph = body.photo
+        ph = photo_image(spec, values) if spec.photo is not None else None
+        if ph is not None:
             photo = {
                 "side": ph.side,
                 "x_mm": ph.x_mm,
@@ -496,11 +561,7 @@ class CardPreparer:
                 "height_px": ph.height_px,
                 "rows": ph.rows.hex().upper(),
             }
-        return CardBodyData(
-            tuple((e.area.value, e.row, e.text) for e in body.emboss),
-            tuple((t.side, t.x_mm, t.y_mm, t.height_mm, t.text) for t in body.laser),
-            photo,
-        )
+        return CardBodyData(emboss, laser, photo)
 
     @staticmethod
     def _lines(
@@ -529,28 +590,39 @@ class CardPreparer:
             c.card_offset_mm,
         )
 
+    def _mailer_plan(self) -> tuple[tuple[int, int, MailerPin], ...]:
+        """The PIN mailer's PINs in its order: (index of the PIN's result or -1, index of
+        the mailer's copy, the entry with an empty block); a PIN the card makes at the
+        line has no result (no block yet)."""
+        m = self.profile.letters.pin_mailer
+        if m is None:
+            return ()
+        blocks: dict[str, tuple[int, int, MailerPin]] = {}
+        for i, pp in enumerate(self.secrets.pins):
+            if pp.mailer is not None:
+                cp = pp.copies[pp.mailer]
+                pin = MailerPin(pp.pin.name, cp.key.label, int(cp.fmt), b"")
+                blocks[pp.pin.name] = (i, pp.mailer, pin)
+        for g in self.secrets.generated:
+            if g.mailer is not None:
+                cp = g.copies[g.mailer]
+                blocks[g.pin.name] = (-1, 0, MailerPin(g.pin.name, cp.key.label, int(cp.fmt), b""))
+        return tuple(blocks[name] for name in m.pins if name in blocks)
+
     def _mailer(
         self, values: Mapping[str, str], pins: Sequence[CardSecret], seen: dict[str, str]
     ) -> MailerData | None:
         m = self.profile.letters.pin_mailer
         if m is None:
             return None
-        blocks = {}
-        for pp, res in zip(self.secrets.pins, pins, strict=True):
-            if pp.mailer is not None:
-                cp = pp.copies[pp.mailer]
-                blocks[pp.pin.name] = MailerPin(
-                    pp.pin.name, cp.key.label, int(cp.fmt), res.copies[pp.mailer]
-                )
-        for g in self.secrets.generated:  # made by the card at the line: no block yet
-            if g.mailer is not None:
-                cp = g.copies[g.mailer]
-                blocks[g.pin.name] = MailerPin(g.pin.name, cp.key.label, int(cp.fmt), b"")
         return MailerData(
             m.template,
             self._lines(m.address, values, seen),
             m.delay_days,
-            tuple(blocks[name] for name in m.pins if name in blocks),
+            tuple(
+                pin if i < 0 else MailerPin(pin.name, pin.key, pin.format, pins[i].copies[copy])
+                for i, copy, pin in self._mailer_pins
+            ),
         )
 
 

@@ -16,6 +16,10 @@ Steps (:class:`Step`), by kind:
                   key>, iv=iv)``: a PUT PIN / PUT KEY the HSM opens for this command only
 ``open_sm``       GENERAL AUTHENTICATE with card key ``key_ref``; the HSM finishes it
                   with ``card_sm_open(master_key, diversifier, ...)``
+``open_ecdh``     inside the open channel: READ PUBLIC KEY of the card's EC key
+                  ``key_ref`` (the channel vouches for the point), then the key
+                  agreement (``card_sm_agree`` / ``card_sm_open_ecdh``); from here the
+                  channel is keyed by ECDH (docs/card-os.md §8.3)
 ``external_auth`` GET CHALLENGE, then EXTERNAL AUTHENTICATE of ``key_ref`` with the
                   HSM's ``external_auth_cryptogram(master_key, diversifier, challenge)``
                   (both under SM when ``sm``)
@@ -35,15 +39,20 @@ protected steps both are the inner (unwrapped) values. ``collect`` names respons
 data the line keeps (a card-generated public key for the response data).
 
 Serialization: :meth:`PreparedCard.to_json` gives plain JSON types in a fixed order,
-bytes as upper-case hex; :meth:`PreparedCard.to_line` one JSON Lines line.
+bytes as upper-case hex; :meth:`PreparedCard.to_line` one JSON Lines line: the same
+as compact ``json`` of ``to_json()``, written directly (a million cards are a
+million lines: no intermediate dictionaries, and each step's text made once -
+the steps every card shares are made once per profile).
 :meth:`PreparedCard.from_json` reads it back. Equal cards give equal bytes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii as _str
 from typing import Any
 
 __all__ = [
@@ -70,6 +79,7 @@ class StepKind(StrEnum):
     APDU = "apdu"
     SECRET = "secret"  # noqa: S105 - a step kind, not a password
     OPEN_SM = "open_sm"
+    OPEN_ECDH = "open_ecdh"
     EXTERNAL_AUTH = "external_auth"
     LOAD_KD = "load_kd"
     GENERATE_PIN = "generate_pin"
@@ -77,6 +87,26 @@ class StepKind(StrEnum):
 
 def _hex(b: bytes) -> str:
     return b.hex().upper()
+
+
+def _scalar(v: object) -> str:
+    """One JSON scalar as ``json`` writes it (compact, ASCII)."""
+    if type(v) is str:
+        return _str(v)
+    if type(v) is int:
+        return int.__repr__(v)
+    if type(v) is float and math.isfinite(v):
+        return float.__repr__(v)
+    return _ENCODE(v)
+
+
+_HEADS: dict[tuple[str, str], str] = {}
+"""The text a step starts with, by (kind, note)."""
+_SW_OK = f',"expect_sw":"{SW_OK:04X}"'
+
+
+def _strings(items: tuple[str, ...] | list[str]) -> str:
+    return "[" + ",".join([_str(x) for x in items]) + "]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +130,65 @@ class Step:
     collect: str = ""
     copies: tuple[tuple[str, int], ...] = ()
     pan: str = ""
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+    """:meth:`json_text`, once made (a step shared by every card is written once)."""
+
+    def json_text(self) -> str:
+        """Compact JSON of :meth:`to_json`, made once per step."""
+        text = self._text
+        if text is not None:
+            return text
+        head = _HEADS.get((self.kind, self.note))
+        if head is None:  # the notes of a profile's steps repeat from card to card
+            if len(_HEADS) >= 4096:
+                _HEADS.clear()
+            head = _HEADS[(self.kind, self.note)] = (
+                '{"kind":' + _str(self.kind) + ',"note":' + _str(self.note)
+            )
+        out = [head]
+        if self.apdu:
+            out += [',"apdu":"', self.apdu.hex().upper(), '"']
+        if self.sm:
+            out.append(',"sm":true')
+        if self.header:
+            out += [',"header":"', self.header.hex().upper(), '"']
+        if self.data:
+            out += [',"data":"', self.data.hex().upper(), '"']
+        if self.cryptogram:
+            out += [
+                ',"cryptogram":"',
+                self.cryptogram.hex().upper(),
+                '","iv":"',
+                self.iv.hex().upper(),
+                '"',
+            ]
+        if self.key_ref:
+            out += [',"key_ref":', _scalar(self.key_ref)]
+        if self.master_key:
+            out += [
+                ',"master_key":',
+                _str(self.master_key),
+                ',"diversifier":',
+                _str(self.diversifier),
+                ',"scheme":',
+                _str(self.scheme),
+            ]
+        out.append(_SW_OK if self.expect_sw == SW_OK else f',"expect_sw":"{self.expect_sw:04X}"')
+        if self.expect_data is not None:
+            out += [',"expect_data":"', self.expect_data.hex().upper(), '"']
+        if self.collect:
+            out += [',"collect":', _str(self.collect)]
+        if self.copies:
+            copies = ",".join(
+                ['{"key":' + _str(k) + ',"format":' + _scalar(f) + "}" for k, f in self.copies]
+            )
+            out += [',"copies":[', copies, "]"]
+        if self.pan:
+            out += [',"pan":', _str(self.pan)]
+        out.append("}")
+        text = "".join(out)
+        object.__setattr__(self, "_text", text)
+        return text
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value, "note": self.note}
@@ -173,6 +262,12 @@ class CardBodyData:
             "photo": self.photo,
         }
 
+    def json_text(self) -> str:
+        emboss = ",".join([f"[{_str(a)},{_scalar(r)},{_str(t)}]" for a, r, t in self.emboss])
+        laser = ",".join(["[" + ",".join([_scalar(x) for x in t]) + "]" for t in self.laser])
+        photo = "null" if self.photo is None else _ENCODE(self.photo)
+        return f'{{"emboss":[{emboss}],"laser":[{laser}],"photo":{photo}}}'
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CardBodyData:
         return cls(
@@ -199,6 +294,13 @@ class CarrierData:
             "card_offset_mm": self.card_offset_mm,
         }
 
+    def json_text(self) -> str:
+        greeting = "null" if self.greeting is None else _str(self.greeting)
+        return (
+            f'{{"template":{_str(self.template)},"address":{_strings(self.address)},'
+            f'"greeting":{greeting},"card_offset_mm":{_scalar(self.card_offset_mm)}}}'
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MailerPin:
@@ -217,6 +319,12 @@ class MailerPin:
             "block": _hex(self.block),
         }
 
+    def json_text(self) -> str:
+        return (
+            f'{{"name":{_str(self.name)},"key":{_str(self.key)},'
+            f'"format":{_scalar(self.format)},"block":"{_hex(self.block)}"}}'
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MailerData:
@@ -234,6 +342,13 @@ class MailerData:
             "delay_days": self.delay_days,
             "pins": [p.to_json() for p in self.pins],
         }
+
+    def json_text(self) -> str:
+        pins = ",".join([p.json_text() for p in self.pins])
+        return (
+            f'{{"template":{_str(self.template)},"address":{_strings(self.address)},'
+            f'"delay_days":{_scalar(self.delay_days)},"pins":[{pins}]}}'
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +370,12 @@ class KeyResponse:
             "kcv": self.kcv,
         }
 
+    def json_text(self) -> str:
+        return (
+            f'{{"name":{_str(self.name)},"ref":{_scalar(self.ref)},"kek":{_str(self.kek)},'
+            f'"block":{_str(self.block)},"kcv":{_str(self.kcv)}}}'
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PinResponse:
@@ -272,6 +393,12 @@ class PinResponse:
             "format": self.format,
             "block": _hex(self.block),
         }
+
+    def json_text(self) -> str:
+        return (
+            f'{{"name":{_str(self.name)},"key":{_str(self.key)},'
+            f'"format":{_scalar(self.format)},"block":"{_hex(self.block)}"}}'
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,8 +459,49 @@ class PreparedCard:
         }
 
     def to_line(self) -> bytes:
-        """One JSON Lines line (compact, ASCII, newline-terminated)."""
-        return _ENCODE(self.to_json()).encode("ascii") + b"\n"
+        """One JSON Lines line (compact, ASCII, newline-terminated): the bytes of compact
+        ``json`` of :meth:`to_json`, written without building it."""
+        tracks = ",".join([f'"{n}":{_str(t)}' for n, t in sorted(self.tracks.items())])
+        checks = ",".join(
+            [
+                f'{{"name":{_str(n)},"ref":{_scalar(r)},"kcv":{_scalar(k)}}}'
+                for n, r, k in self.key_checks
+            ]
+        )
+        text = "".join(
+            [
+                f'{{"format":"{FORMAT_ID}","record":{{"id":{_str(self.record_id)},'
+                f'"batch_id":{_str(self.batch_id)},"seq":{_scalar(self.seq)},'
+                f'"line":{_scalar(self.line)}}},'
+                f'"profile":{{"id":{_str(self.profile)},'
+                f'"version":{_scalar(self.profile_version)}}},'
+                f'"loading":{{"channel_key":{_str(self.channel_key)},'
+                f'"note":{_str(self.protection_note)}}},"init_steps":[',
+                ",".join([s.json_text() for s in self.init_steps]),
+                '],"script":[',
+                ",".join([s.json_text() for s in self.script]),
+                '],"tracks":{',
+                tracks,
+                '},"card_body":',
+                self.card_body.json_text(),
+                ',"letters":{"presort":',
+                _strings(self.presort),
+                ',"carrier":',
+                "null" if self.carrier is None else self.carrier.json_text(),
+                ',"pin_mailer":',
+                "null" if self.mailer is None else self.mailer.json_text(),
+                '},"response":{"keys":[',
+                ",".join([k.json_text() for k in self.response_keys]),
+                '],"pins":[',
+                ",".join([p.json_text() for p in self.response_pins]),
+                '],"key_checks":[',
+                checks,
+                '],"collected_at_line":',
+                _strings(self.collect),
+                "}}\n",
+            ]
+        )
+        return text.encode("ascii")
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PreparedCard:

@@ -350,6 +350,9 @@ class SecretPlan:
         self.pins = self._pin_plans()
         self.keys = self._key_plans()
         self.cvvs = self._cvv_plan()
+        self._pin_names = tuple(f"/{p.pin.name}" for p in self.pins)
+        self._key_names = tuple(f"/{k.key.name}" for k in self.keys)
+        self._key_versions = tuple(f"{k.key.version:02X}" for k in self.keys)
 
     # -- building ---------------------------------------------------------------------
 
@@ -483,7 +486,7 @@ class SecretPlan:
         pan = pan_of(self.profile, values)
         out = [
             CardSecretRequest(
-                f"{record_id}/{p.pin.name}",
+                record_id + name,
                 p.header,
                 p.source(values),
                 p.prefix,
@@ -491,18 +494,18 @@ class SecretPlan:
                 copies=p.copies,
                 pvv=p.pvv,
             )
-            for p in self.pins
+            for p, name in zip(self.pins, self._pin_names, strict=True)
         ]
         out.extend(
             CardSecretRequest(
-                f"{record_id}/{k.key.name}",
+                record_id + name,
                 k.header,
                 k.source(values),
                 k.prefix,
                 export_under=k.export_under,
-                key_version=f"{k.key.version:02X}",
+                key_version=version,
             )
-            for k in self.keys
+            for k, name, version in zip(self.keys, self._key_names, self._key_versions, strict=True)
         )
         return out
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from cardperso.profiles.template import Placeholder, parse_template
 
@@ -68,50 +69,115 @@ class RenderError(ValueError):
         super().__init__(message)
 
 
+_SPACES = re.compile(r" {2,}")
+_YYMM = re.compile(r"[0-9]{2}(0[1-9]|1[0-2])")
+_ASCII_DROP: dict[frozenset[str], dict[int, None]] = {}
+
+
+def _ascii_drop(allowed: frozenset[str]) -> dict[int, None]:
+    """``str.translate`` table deleting the ASCII characters outside ``allowed``."""
+    table = _ASCII_DROP.get(allowed)
+    if table is None:
+        if len(_ASCII_DROP) > 64:
+            _ASCII_DROP.clear()
+        table = _ASCII_DROP[allowed] = {c: None for c in range(128) if chr(c) not in allowed}
+    return table
+
+
+@lru_cache(maxsize=8192)
 def transliterate(text: str, allowed: frozenset[str] = EMBOSS_NAME_CHARS) -> str:
-    """Upper-case ``text`` mapped onto ``allowed`` (ICAO 9303 Part 3 §6 Latin rules)."""
-    out: list[str] = []
-    for ch in text.upper():
-        mapped = _ICAO.get(ch)
-        if mapped is None:
-            decomposed = unicodedata.normalize("NFKD", ch)
-            mapped = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
-        out.extend(c for c in mapped if c in allowed)
-    return re.sub(r" {2,}", " ", "".join(out)).strip()
+    """Upper-case ``text`` mapped onto ``allowed`` (ICAO 9303 Part 3 §6 Latin rules).
+
+    Names repeat across a batch: the most recent results are remembered."""
+    if text.isascii():  # no transliteration to do: keep what is allowed (the common case)
+        kept = text.upper().translate(_ascii_drop(allowed))
+    else:
+        out: list[str] = []
+        for ch in text.upper():
+            mapped = _ICAO.get(ch)
+            if mapped is None:
+                decomposed = unicodedata.normalize("NFKD", ch)
+                mapped = "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+            out.extend(c for c in mapped if c in allowed)
+        kept = "".join(out)
+    if "  " in kept:
+        kept = _SPACES.sub(" ", kept)
+    return kept.strip()
+
+
+def _group4(value: str) -> str:
+    digits = value.replace(" ", "")
+    return " ".join([digits[i : i + 4] for i in range(0, len(digits), 4)])
+
+
+@lru_cache(maxsize=4096)
+def _yymm(name: str, value: str, field: str) -> str:
+    if not _YYMM.fullmatch(value):
+        raise RenderError(field, f"filter {name} needs a YYMM value")
+    if name == "mmyy":
+        return f"{value[2:]}/{value[:2]}"
+    last = calendar.monthrange(2000 + int(value[:2]), int(value[2:]))[1]
+    return f"{value}{last:02d}"
+
+
+_Filter = Callable[[str, str], str]  # (value, field) -> text
+
+_FILTERS: dict[str, _Filter] = {
+    "upper": lambda value, field: value.upper(),
+    "emboss": lambda value, field: transliterate(value, EMBOSS_NAME_CHARS),
+    "track": lambda value, field: transliterate(value, TRACK1_NAME_CHARS),
+    "initial": lambda value, field: value[:1],
+    "group4": lambda value, field: _group4(value),
+    "mmyy": lambda value, field: _yymm("mmyy", value, field),
+    "yymmdd": lambda value, field: _yymm("yymmdd", value, field),
+}
 
 
 def apply_filter(name: str, value: str, field: str) -> str:
     """One template filter (names in cardperso.profiles.template.FILTERS)."""
-    if name == "upper":
-        return value.upper()
-    if name == "emboss":
-        return transliterate(value, EMBOSS_NAME_CHARS)
-    if name == "track":
-        return transliterate(value, TRACK1_NAME_CHARS)
-    if name == "initial":
-        return value[:1]
-    if name == "group4":
-        digits = value.replace(" ", "")
-        return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
-    if name in ("mmyy", "yymmdd"):
-        if not re.fullmatch(r"[0-9]{2}(0[1-9]|1[0-2])", value):
-            raise RenderError(field, f"filter {name} needs a YYMM value")
-        if name == "mmyy":
-            return f"{value[2:]}/{value[:2]}"
-        last = calendar.monthrange(2000 + int(value[:2]), int(value[2:]))[1]
-        return f"{value}{last:02d}"
-    raise RenderError(field, f"unknown filter {name!r}")
+    f = _FILTERS.get(name)
+    if f is None:
+        raise RenderError(field, f"unknown filter {name!r}")
+    return f(value, field)
+
+
+_Renderer = Callable[[Mapping[str, str]], str]
+
+
+def _placeholder(field: str, filters: tuple[str, ...]) -> _Renderer:
+    if not filters:
+        return lambda values: values.get(field, "")
+    if len(filters) == 1 and filters[0] in _FILTERS:
+        one = _FILTERS[filters[0]]
+        return lambda values: one(values.get(field, ""), field)
+
+    def filtered(values: Mapping[str, str]) -> str:
+        v = values.get(field, "")
+        for f in filters:
+            v = apply_filter(f, v, field)
+        return v
+
+    return filtered
+
+
+def _literal(text: str) -> _Renderer:
+    return lambda values: text
+
+
+@lru_cache(maxsize=1024)
+def _renderer(template: str) -> _Renderer:
+    """``template`` made into one function of the record (parsed once)."""
+    parts: list[_Renderer] = []
+    for p in parse_template(template):
+        if isinstance(p, Placeholder):
+            parts.append(_placeholder(p.field, p.filters))
+        else:
+            parts.append(_literal(p))
+    if len(parts) == 1:
+        return parts[0]
+    return lambda values: "".join([part(values) for part in parts])
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill ``template`` from ``values``; a missing field renders as empty text."""
-    out: list[str] = []
-    for part in parse_template(template):
-        if isinstance(part, Placeholder):
-            v = values.get(part.field, "")
-            for f in part.filters:
-                v = apply_filter(f, v, part.field)
-            out.append(v)
-        else:
-            out.append(part)
-    return "".join(out)
+    return _renderer(template)(values)

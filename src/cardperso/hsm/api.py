@@ -230,7 +230,9 @@ class AgreedKeys:
 class CardChannel:
     """A secure-messaging channel with one card (keys and counter stay in the HSM).
 
-    ``host_cryptogram`` is the data of the card's GENERAL AUTHENTICATE step 2.
+    ``host_cryptogram`` is the data of the card's GENERAL AUTHENTICATE step 2 for a
+    channel keyed from KD (:meth:`HsmSession.card_sm_open`), and empty for one
+    keyed by ECDH (:meth:`HsmSession.card_sm_open_ecdh`): nothing more to send.
     The channel lives in the session that opened it and ends when it closes.
     """
 
@@ -637,6 +639,32 @@ class HsmSession(ABC):
         KD is derived from ``km`` and ``serial`` inside; the card cryptogram is
         checked (a wrong one raises HsmError: not this card, or not this KM); the
         returned channel carries the host cryptogram for step 2."""
+
+    @abstractmethod
+    def card_sm_agree(self, channel: CardChannel, key_ref: int) -> bytes:
+        """The protected GENERAL AUTHENTICATE that starts ECDH-protected loading.
+
+        The card's P-256 public point is the one the card itself returned on
+        ``channel`` - its protected answer to GENERATE ASYMMETRIC KEY PAIR (P1 80 or
+        81) for ``key_ref``, which the HSM noted when it unwrapped it. The channel's
+        MAC shows that answer came from the chip holding the channel's card key
+        (KD), so the station cannot put in a point of its own. The HSM makes an
+        ephemeral P-256 key pair and returns ``00 86 00 key_ref`` with ``7C{80
+        ephemeral point}`` wrapped under ``channel``; the private half stays inside
+        until :meth:`card_sm_open_ecdh` (docs/card-os.md §8.3)."""
+
+    @abstractmethod
+    def card_sm_open_ecdh(self, channel: CardChannel, response: bytes) -> CardChannel:
+        """Finish the key agreement from the card's answer (data + SW1 SW2).
+
+        The answer ``7C{81 nonce, 82 tag}`` is unwrapped under ``channel``; the HSM
+        computes Z = ECDH(ephemeral key, card point), derives SK.ENC, SK.MAC and
+        K_KC (:func:`cardperso.securemsg.ecdh_session`, NIST SP 800-56C r2 two-step
+        KDF), checks the card's key-confirmation tag (SP 800-56A r3 §5.9.1) and
+        returns a new channel under the agreed keys; ``channel`` is closed, and the
+        ephemeral key is destroyed in every outcome. A refusal (the card's status
+        word is named; ``channel`` stays open, as on the card), a bad MAC or a tag
+        that does not verify raise HsmError."""
 
     @abstractmethod
     def card_sm_wrap(

@@ -14,7 +14,8 @@ way). The table is the bureau's separation of duties, and later stations rely on
   one role that may obtain KD in clear, and it may *not* decrypt issuer data;
 * ``personalization`` talks to initialized cards: authentication cryptograms, issuer
   data re-encrypted for one chip, prepared card secrets opened into one card's
-  secure-messaging channel, ECDH sessions - never KD in clear, never clear issuer
+  secure-messaging channel (keyed from KD, or by ECDH with the card's own key
+  pair), ECDH sessions - never KD in clear, never clear issuer
   data, and a PIN the card generates only as PIN blocks (``card_sm_unwrap_pin``);
 * ``qc`` recomputes what a card should answer and verifies values;
 * ``lettershop`` prints PIN mailers, the one place a clear PIN leaves.
@@ -75,6 +76,8 @@ class Operation(StrEnum):
     VERIFY_MAC = "verify_mac"
     ECDH_AGREE = "ecdh_agree"
     CARD_SM_OPEN = "card_sm_open"
+    CARD_SM_AGREE = "card_sm_agree"
+    CARD_SM_OPEN_ECDH = "card_sm_open_ecdh"
     CARD_SM_WRAP = "card_sm_wrap"
     CARD_SM_UNWRAP = "card_sm_unwrap"
     CARD_SECRETS = "card_secrets"
@@ -123,6 +126,10 @@ PERMISSIONS: Mapping[Operation, frozenset[Role]] = {
     _O.CARD_SM_OPEN: frozenset({_R.PERSONALIZATION, _R.QC}),
     _O.CARD_SM_WRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
     _O.CARD_SM_UNWRAP: frozenset({_R.PERSONALIZATION, _R.QC}),
+    # ECDH-protected loading: a channel keyed by a key agreement with the card's own
+    # P-256 key, started inside a KD-keyed channel that vouches for the card's point.
+    _O.CARD_SM_AGREE: frozenset({_R.PERSONALIZATION}),
+    _O.CARD_SM_OPEN_ECDH: frozenset({_R.PERSONALIZATION}),
     # Batch calls of data preparation: card PINs and keys as CARD_SECRET cryptograms
     # (opened only inside card_sm_wrap), and the CVVs of many records.
     _O.CARD_SECRETS: frozenset({_R.DATAPREP}),

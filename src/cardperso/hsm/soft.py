@@ -84,8 +84,8 @@ __all__ = ["RequestSeededRandom", "SoftHsm", "SoftSession"]
 KD_LABEL = b"cardperso KD"
 KD_ENC_LABEL = b"cardperso KD ENC"
 KD_MAC_LABEL = b"cardperso KD MAC"
-ECDH_ENC_LABEL = b"cardperso ECDH ENC"
-ECDH_MAC_LABEL = b"cardperso ECDH MAC"
+ECDH_ENC_LABEL = securemsg.ECDH_ENC_LABEL
+ECDH_MAC_LABEL = securemsg.ECDH_MAC_LABEL
 SEALED_MAC_LENGTH = 8
 MAX_CHALLENGE = 64  # the card OS takes at most 64 bytes
 INTERNAL_AUTH_PREFIX = b"\x88"
@@ -94,7 +94,6 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,63}")
 _OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.:/@-]{0,63}")
 _VERSION = re.compile(r"[0-9A-Z]{2}")
 _FF8 = b"\xff" * 8
-_ECDH_SALT = bytes(16)
 
 _Usages = frozenset[KeyUsage]
 _ANY_EXPORTABLE: _Usages = frozenset(u for u in KeyUsage if keyblocks.exportable_usage(u))
@@ -481,6 +480,10 @@ class SoftSession(HsmSession):
         self._volatile: dict[str, _Key] = {}
         self._channels: dict[str, securemsg.SmChannel] = {}
         self._wrapped: dict[str, bytes] = {}  # channel label -> header of the last command
+        # (channel label, EC key ref) -> the public point the card answered on it
+        self._points: dict[tuple[str, int], bytes] = {}
+        # channel label -> (key ref, ephemeral scalar, host point, card point)
+        self._agreements: dict[str, tuple[int, bytes, bytes, bytes]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -491,6 +494,8 @@ class SoftSession(HsmSession):
             self._volatile.clear()
             self._channels.clear()
             self._wrapped.clear()
+            self._points.clear()
+            self._agreements.clear()
             self._closed = True
 
     # -- the one path every call takes ---------------------------------------------------
@@ -767,7 +772,7 @@ class SoftSession(HsmSession):
             card_public = bytes(card_public)
             z = p256_ecdh(d, card_public)
             # SP 800-56C r2 §5.1 two-step KDF: extract with AES-CMAC, expand with SP 800-108.
-            kdk = AES(cmac(AES(_ECDH_SALT), z))
+            kdk = securemsg.ecdh_key_derivation_key(z)
             info = host_public + card_public + bytes(context)
             n = self._hsm._next_volatile()
             enc = self._add_volatile(
@@ -831,7 +836,100 @@ class SoftSession(HsmSession):
         ch = self._channels.get(channel.label)
         if ch is None:
             raise HsmError(op.value, "no such open card channel in this session")
+        if channel.label in self._agreements and op is not Operation.CARD_SM_OPEN_ECDH:
+            raise HsmError(op.value, "a key agreement is pending: finish it with card_sm_open_ecdh")
         return ch
+
+    def _close_channel(self, label: str) -> None:
+        with self._hsm._lock:
+            self._channels.pop(label, None)
+            self._wrapped.pop(label, None)
+            self._agreements.pop(label, None)
+            for k in [k for k in self._points if k[0] == label]:
+                del self._points[k]
+
+    def _note_point(self, label: str, header: bytes, data: bytes) -> None:
+        """Keep the public point of the card's answer to GENERATE ASYMMETRIC KEY PAIR
+        (``00 47 80|81 ref``): the channel vouches that this chip reported it."""
+        if header[:2] != b"\x00\x47" or header[2] not in (0x80, 0x81):
+            return
+        try:
+            point = tlv.to_dict(tlv.to_dict(data)[0x7F49])[0x86]
+        except (tlv.TlvError, KeyError):
+            return
+        if len(point) == 65 and point[0] == 0x04:
+            self._points[(label, header[3] & 0x0F)] = point
+
+    def card_sm_agree(self, channel: CardChannel, key_ref: int) -> bytes:
+        op = Operation.CARD_SM_AGREE
+        detail = {"channel": str(getattr(channel, "label", "")), "key_ref": str(key_ref)[:4]}
+        with self._call(op, detail=detail) as c:
+            ch = self._channel(op, channel)
+            if type(key_ref) is not int or not 1 <= key_ref <= 15:
+                raise HsmError(op.value, "the card key reference is 1 to 15")
+            card_public = self._points.get((channel.label, key_ref))
+            if card_public is None:
+                raise HsmError(
+                    op.value,
+                    f"the card has not reported EC key {key_ref} on this channel "
+                    "(GENERATE ASYMMETRIC KEY PAIR under secure messaging first)",
+                )
+            c.detail["card_key"] = _point_id(card_public)
+            d = p256_generate_scalar(self._hsm._rng)
+            host_public = p256_public_key(d)
+            header = bytes([0x00, 0x86, 0x00, key_ref])
+            data = tlv.encode(0x7C, tlv.encode(0x80, host_public))
+            cmd = CommandAPDU(0x00, 0x86, 0x00, key_ref, data, 256)
+            with self._hsm._lock:
+                self._agreements[channel.label] = (key_ref, d, host_public, card_public)
+                self._wrapped[channel.label] = header
+                return ch.wrap_command(cmd)
+
+    def card_sm_open_ecdh(self, channel: CardChannel, response: bytes) -> CardChannel:
+        op = Operation.CARD_SM_OPEN_ECDH
+        with self._call(op, detail={"channel": str(getattr(channel, "label", ""))}) as c:
+            ch = self._channel(op, channel)
+            with self._hsm._lock:
+                pending = self._agreements.pop(channel.label, None)
+                self._wrapped.pop(channel.label, None)
+            if pending is None:
+                raise HsmError(op.value, "no key agreement is pending on this channel")
+            ref, d, host_public, card_public = pending
+            response = bytes(response)
+            if len(response) < 2:
+                raise HsmError(op.value, "a response ends in a status word")
+            try:
+                with self._hsm._lock:
+                    data, sw = ch.unwrap_response(
+                        response[:-2], int.from_bytes(response[-2:], "big")
+                    )
+            except securemsg.SmError as e:
+                self._close_channel(channel.label)
+                raise HsmError(op.value, f"protected response rejected ({e})") from None
+            c.detail["sw"] = f"{sw:04X}"
+            if sw != 0x9000:  # refused: the card keeps the old session, and so do we
+                raise HsmError(op.value, f"the card refused the key agreement (SW {sw:04X})")
+            # Whatever follows, the card has left the old session.
+            self._close_channel(channel.label)
+            try:
+                reply = tlv.to_dict(tlv.to_dict(data)[0x7C])
+                nonce, tag = reply[0x81], reply[0x82]
+            except (tlv.TlvError, KeyError):
+                raise HsmError(op.value, "malformed key-agreement answer") from None
+            if len(nonce) != securemsg.ECDH_NONCE_LENGTH:
+                raise HsmError(op.value, "malformed key-agreement answer")
+            z = p256_ecdh(d, card_public)
+            k_enc, k_mac, k_kc = securemsg.ecdh_session(z, host_public, card_public, nonce)
+            expected = securemsg.ecdh_confirmation(
+                k_kc, channel.serial, card_public, nonce, host_public
+            )
+            if not verify_mac(expected, tag):
+                raise HsmError(op.value, "the card's key confirmation does not verify")
+            label = f"card-sm/{self._hsm._next_volatile()}"
+            with self._hsm._lock:
+                self._channels[label] = securemsg.SmChannel("AES", k_enc, k_mac, 0, ref)
+            c.detail.update(ecdh_channel=label, card_key=_point_id(card_public))
+            return CardChannel(label, channel.serial, b"")
 
     def card_sm_wrap(
         self,
@@ -866,7 +964,8 @@ class SoftSession(HsmSession):
         self, op: Operation, channel: CardChannel, response: bytes, *, pin: bool
     ) -> tuple[bytes, int]:
         ch = self._channel(op, channel)
-        generated = self._wrapped.get(channel.label, b"")[:2] == GENERATE_PIN_COMMAND
+        header = self._wrapped.get(channel.label, b"")
+        generated = header[:2] == GENERATE_PIN_COMMAND
         if generated != pin:
             raise HsmError(
                 op.value,
@@ -880,10 +979,12 @@ class SoftSession(HsmSession):
         try:
             with self._hsm._lock:
                 self._wrapped.pop(channel.label, None)
-                return ch.unwrap_response(response[:-2], int.from_bytes(response[-2:], "big"))
+                data, sw = ch.unwrap_response(response[:-2], int.from_bytes(response[-2:], "big"))
+                if sw == 0x9000:
+                    self._note_point(channel.label, header, data)
+                return data, sw
         except securemsg.SmError as e:
-            with self._hsm._lock:
-                self._channels.pop(channel.label, None)
+            self._close_channel(channel.label)
             raise HsmError(op.value, f"protected response rejected ({e})") from None
 
     def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
@@ -1377,6 +1478,11 @@ _PVK = _u(KeyUsage.PIN_VERIFICATION)
 
 def _fmt_detail(fmt: PinBlockFormat) -> dict[str, str]:
     return {"format": str(int(fmt))}
+
+
+def _point_id(point: bytes) -> str:
+    """A public point's audit name: SHA-256 of it, 6 hex digits (as an EC key's KCV)."""
+    return hashlib.sha256(point).hexdigest()[:6].upper()
 
 
 def _serial_detail(serial: bytes) -> dict[str, str]:

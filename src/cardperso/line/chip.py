@@ -4,16 +4,19 @@ A :class:`StepRunner` executes :class:`~cardperso.dataprep.prepared.Step` object
 (docs in :mod:`cardperso.dataprep.prepared`) for one card with one HSM session:
 plain APDUs, APDUs wrapped for secure messaging by the HSM (``card_sm_wrap`` /
 ``card_sm_unwrap``), prepared secrets opened only inside the HSM, the GENERAL
-AUTHENTICATE that opens the KD-keyed channel, EXTERNAL AUTHENTICATE with an
-HSM-made cryptogram, and - at initialization only - PUT KEY of KD obtained from
-``kd_for_initialization``. Every answer is checked against the step's status word
-and, where known, its data: the chapter's command/response check.
+AUTHENTICATE that opens the KD-keyed channel, the key agreement that replaces it
+with a channel keyed by ECDH with the card's own key pair (``card_sm_agree`` /
+``card_sm_open_ecdh``), EXTERNAL AUTHENTICATE with an HSM-made cryptogram, and -
+at initialization only - PUT KEY of KD obtained from ``kd_for_initialization``.
+Every answer is checked against the step's status word and, where known, its data:
+the chapter's command/response check.
 
 Resuming (:meth:`StepRunner.resume`): after a fault the module powers the card
 down and up again (the card's journal rolls a torn command back entirely,
 docs/card-os.md §4), replays the *context* of the failed step - every
-authentication and secure-messaging set-up before it, then the last SELECT - and
-sends the failed step again. That is the module's one retry.
+authentication and secure-messaging set-up before it (a KD-keyed opening, and the
+ECDH agreement made inside it, in their order), then the last SELECT - and sends
+the failed step again. That is the module's one retry.
 
 Errors are :class:`ChipFailure`: the station, the step's note and what went wrong
 (a status word, "answer differs", a reader or HSM fault). Never data: neither the
@@ -127,7 +130,7 @@ class StepRunner:
         out: list[tuple[int, Step]] = []
         last_select: tuple[int, Step] | None = None
         for i, s in enumerate(steps[:index]):
-            if s.kind in (StepKind.OPEN_SM, StepKind.EXTERNAL_AUTH):
+            if s.kind in (StepKind.OPEN_SM, StepKind.OPEN_ECDH, StepKind.EXTERNAL_AUTH):
                 out.append((i, s))
             elif s.kind is StepKind.APDU and len(s.apdu) > 1 and s.apdu[1] == 0xA4:
                 last_select = (i, s)
@@ -199,6 +202,8 @@ class StepRunner:
             return self._wrapped(step.header, step.cryptogram, transport=secret_key, iv=step.iv)
         if kind is StepKind.OPEN_SM:
             return self._open_sm(step)
+        if kind is StepKind.OPEN_ECDH:
+            return self._open_ecdh(step)
         if kind is StepKind.EXTERNAL_AUTH:
             return self._external_auth(step)
         if kind is StepKind.LOAD_KD:
@@ -218,6 +223,25 @@ class StepRunner:
             km, self._diversifier(step), rh, reply, scheme=self._scheme(step)
         )
         return self._send(cos.general_authenticate_2(step.key_ref, self.channel.host_cryptogram))
+
+    def _open_ecdh(self, step: Step) -> tuple[bytes, int]:
+        """Key agreement with the card's EC key ``key_ref`` inside the open channel.
+
+        The card's public key is read under that channel first (READ PUBLIC KEY, or it
+        was just generated there): its MAC vouches to the HSM that this chip holds
+        the key, and the HSM takes the point from that answer itself. Then the
+        HSM's GENERAL AUTHENTICATE ``7C{80 ephemeral point}`` goes to the card under
+        the same channel, and from the card's answer the HSM opens the ECDH-keyed
+        channel that replaces it (docs/card-os.md §8.3). Reading again on every run
+        keeps the step self-contained, so a resumed card repeats it as it is."""
+        data, sw = self._send_sm(cos.read_public_key(step.key_ref))
+        if sw != 0x9000 or self.channel is None:
+            return data, sw
+        self.hsm_calls += 2
+        apdu = self.hsm.card_sm_agree(self.channel, step.key_ref)
+        r = exchange(self.reader, apdu)
+        self.channel = self.hsm.card_sm_open_ecdh(self.channel, r.data + r.sw.to_bytes(2, "big"))
+        return b"", 0x9000
 
     def _external_auth(self, step: Step) -> tuple[bytes, int]:
         challenge, sw = self._send_sm(step.apdu) if step.sm else self._send(step.apdu)

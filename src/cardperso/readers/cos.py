@@ -204,6 +204,12 @@ def general_authenticate_2(ref: int, host_cryptogram: bytes) -> bytes:
     return _apdu(0x00, 0x86, 0x00, ref, tlv.encode(0x7C, tlv.encode(0x84, host_cryptogram)))
 
 
+def general_authenticate_ecdh(ref: int, host_public: bytes) -> bytes:
+    """Key agreement with EC key ``ref``: ``7C{80 host ephemeral point}`` (docs/card-os.md
+    §8.3). The card takes it only under secure messaging: wrap it, never send it plain."""
+    return _apdu(0x00, 0x86, 0x00, ref, tlv.encode(0x7C, tlv.encode(0x80, host_public)), 256)
+
+
 def generate_key_pair(ref: int, usage: int | None = None) -> bytes:
     data = tlv.encode(0x81, bytes([usage])) if usage is not None else b""
     return _apdu(0x00, 0x47, 0x80, ref, data, 256)
