@@ -97,7 +97,7 @@ def test_init_room_then_a_batch_on_its_stock_weeks_later(
         by=ines,
         feeder=room_feeder,
         shelf=room_feeder,
-        config=InitRoomConfig(seed="room"),
+        config=InitRoomConfig(seed="room", method=LoadingMethod.IMAGE),
     )
     assert room.method == "image" and room.image_source == "vendor"
     assert len(room.initialized) == 12 and not room.spoiled and room.stopped is None
@@ -162,7 +162,14 @@ def test_golden_card_route_and_logical_route(
     )
     assert golden.golden == serials[0] and golden.initialized == serials[1:4]
     logical = initialize_stock(
-        db, hsm, load_builtin("employee"), 2, by=ines, feeder=feeder, shelf=feeder
+        db,
+        hsm,
+        load_builtin("employee"),
+        2,
+        by=ines,
+        feeder=feeder,
+        shelf=feeder,
+        config=InitRoomConfig(method=LoadingMethod.LOGICAL),
     )
     assert logical.method == "logical" and logical.initialized == serials[4:6]
     # both routes leave the same structure: the image ranges differ only by KD

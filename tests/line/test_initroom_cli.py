@@ -56,7 +56,7 @@ def test_stock_initialize_then_batch_run_in_another_process(tmp_path: Path, keys
     run = CliRunner().invoke
     r = run(app, ["batch", "receive-stock", "6", *common, "--operator", "olga"], env=env)
     assert r.exit_code == 0, r.output
-    init = ["stock", "initialize", "debit", "-n", "4", *bureau]
+    init = ["stock", "initialize", "debit", "-n", "4", "--method", "image", *bureau]
     r = run(app, [*init, "--operator", "olga"], env=env)
     assert r.exit_code == 7 and "may not initialize stock" in r.output
     r = run(app, [*init, "--operator", "ines"], env=env)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from cardperso.crypto.rand import RandomSource
 from cardperso.crypto.secret import SecretStr
+from cardperso.dataprep.batch import open_issuer_file
 from cardperso.dataprep.issuer_file import (
-    IssuerFileReader,
     IssuerRecord,
     ProfileResolver,
     builtin_resolver,
@@ -136,8 +136,9 @@ def import_batch(
     by default; a bureau may resolve its own registered profiles)."""
     keys = prep_keys or PrepKeys(card_secret=CARD_SECRET, print_key=PRINT_KEY)
     with (
-        IssuerFileReader(path, today=today, resolver=resolver) as reader,
         hsm.session(Role.DATAPREP, by.name) as session,
+        # plain, or inside the issuer's encrypted envelope (MAC checked first)
+        open_issuer_file(path, session, today=today, resolver=resolver) as reader,
     ):
         header, profile = reader.header, reader.profile
         cipher = field_cipher(session, rng=nonces)
