@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit sysdeps bench clean
+.PHONY: demo demodeps test lint typecheck unit sysdeps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: demodeps $(STAMP)
 	$(BIN)/cardperso demo
+
+# QC's OCR reads with Tesseract's language data from Debian's tesseract-ocr.
+demodeps:
+	bash scripts/install-system-deps.sh tesseract-ocr
 
 # System packages for the real-component tests (apt, as root, when it can).
 sysdeps:

@@ -4,8 +4,13 @@
 # CARDPERSO_REQUIRE_ALL=1. Already-installed packages cost nothing.
 set -uo pipefail
 
-PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd opensc softhsm2 poppler-utils
-      fonts-urw-base35 tesseract-ocr chromium)
+# With arguments, only those packages (``make demo`` needs only tesseract-ocr).
+if [ $# -gt 0 ]; then
+  PKGS=("$@")
+else
+  PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd opensc softhsm2 poppler-utils
+        fonts-urw-base35 tesseract-ocr chromium)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -57,6 +57,7 @@ from cardperso.line.feeder import CpuMeter, Feeder
 from cardperso.line.imageinit import ImagePlan
 from cardperso.line.magstripe import StripeFault
 from cardperso.line.modules import ChipModule, ModuleStats
+from cardperso.line.qc.config import QcConfig
 from cardperso.line.stations import (
     CardInLine,
     MagstripeStation,
@@ -130,6 +131,8 @@ class LineConfig:
     a crash loses only the detail of cards in flight, which are rejected anyway."""
     stripe_fault: StripeFault | None = None
     visual_fault: VisualFault | None = None
+    qc: QcConfig = field(default_factory=QcConfig)
+    """What the QC station checks and how often (:class:`~cardperso.line.qc.QcConfig`)."""
     max_cards: int | None = None
     """Stop claiming after this many cards (tests, a shift's end)."""
     progress_every_s: float = 0.25
@@ -295,7 +298,14 @@ class Line:
                 keep_faces=cfg.keep_faces,
                 fault=cfg.visual_fault,
             ),
-            QcStation(cfg.timing),
+            QcStation(
+                cfg.timing,
+                cfg.qc,
+                hsm=self.hsm,
+                profile=profile,
+                rng=self._rng("QC"),
+                card_secret=cfg.card_secret,
+            ),
         )
         transport: queue.Queue[Any] = queue.Queue(maxsize=max(cfg.buffer, 1))
         tracker = _Tracker(start.total, start.jobs[JobState.GOOD], progress, cfg.progress_every_s)
@@ -328,6 +338,7 @@ class Line:
         result.faces = list(stations[1].kept)
         for m in modules:
             m.close()
+        stations[2].close()
         if self._errors:
             raise self._errors[0]
         if self._stopped is None and all(m.stats.out_of_service for m in modules):

@@ -10,12 +10,17 @@ station         what it does
 ``perso``       electrical personalization: the KD-keyed secure-messaging channel
                 opened through the HSM (personalization role), every step's SW checked
 ``chip_check``  QC's command/response check after a power cycle, through a QC-role
-                HSM session: the read-back steps with their expected answers, and the
-                card's life cycle (PERSONALIZED)
-``magstripe``   encode each track, read it back, compare
+                HSM session: the script's authentications and selections, every
+                step whose answer data prepared in advance (the read-backs), and
+                the card's life cycle (PERSONALIZED); any difference rejects
+``magstripe``   encode each track, read it back: signal (parity, sentinels, LRC),
+                ISO/IEC 7813 format, content against the database
+                (:mod:`.magstripe`)
 ``visual``      embossing, laser engraving and the photo, rendered to an image
-``qc``          QC's cross-check: what the stripe holds and what the card body shows
-                against the database (the prepared card), and the PAN across the two
+``qc``          the finished card against the database (:mod:`.qc`): the HSM
+                check (keys proved by authentication verified in the HSM, PIN
+                objects' state, the chip's PAN read back), the camera (OCR and OCV
+                of the text, the photo) and the PAN across stripe, body and chip
 ==============  ===================================================================
 
 The first four run inside a chip-encoding module (:mod:`.modules`); the last three
@@ -26,16 +31,25 @@ a reason that names the step, never its data.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cardperso.crypto.rand import RandomSource, SystemRandom
 from cardperso.dataprep.init_script import InitScript
 from cardperso.dataprep.prepared import PreparedCard, Step, StepKind
+from cardperso.hsm import Hsm, HsmSession, Role
+from cardperso.line.chip import KeyCache
 from cardperso.line.magstripe import SimulatedStripe, StripeFault, encode_and_verify
+from cardperso.line.qc.chipproof import ChipProof, ProofResult, database_pan, proof_plan
+from cardperso.line.qc.config import QcConfig
+from cardperso.line.qc.ocr import find_tessdata
+from cardperso.line.qc.vision import VisionCheck, VisionResult
 from cardperso.line.timing import LineTiming
 from cardperso.line.visual import FaceRender, render_face
+from cardperso.profiles.schema import Profile
 from cardperso.readers import Reader, cos
 
 __all__ = [
@@ -46,6 +60,7 @@ __all__ = [
     "VisualFault",
     "VisualStation",
     "chip_check_steps",
+    "unverified_writes",
 ]
 
 LIFECYCLE_CHECK = Step(
@@ -101,7 +116,11 @@ class CardInLine:
 
 def chip_check_steps(script: tuple[Step, ...]) -> tuple[Step, ...]:
     """The command/response check: the script's authentications, selections and the
-    steps whose answer is known in advance, then the card's life cycle."""
+    steps whose answer is known in advance, then the card's life cycle.
+
+    Every step keeps its expected status word and data: the runner rejects the card
+    on any difference (:class:`~cardperso.line.chip.StepRunner`). What the script
+    writes but cannot read back is listed by :func:`unverified_writes`."""
     keep = tuple(
         s
         for s in script
@@ -112,6 +131,30 @@ def chip_check_steps(script: tuple[Step, ...]) -> tuple[Step, ...]:
         )
     )
     return (*keep, LIFECYCLE_CHECK)
+
+
+_WRITES = frozenset({0xD6, 0xDC, 0xE2})  # UPDATE BINARY, UPDATE RECORD, APPEND RECORD
+_READS = frozenset({0xB0, 0xB2})  # READ BINARY, READ RECORD
+
+
+def unverified_writes(card: PreparedCard) -> list[str]:
+    """Files the card's record data is written to (initialization or personalization)
+    that no step reads back with an expected answer: the gaps of the
+    command/response check, by the SELECT step's note (e.g. ``SELECT EF.IMSI``)."""
+    written: dict[bytes, str] = {}
+    verified: set[bytes] = set()
+    current: tuple[bytes, str] | None = None
+    for step in (*card.init_steps, *card.script):
+        if step.kind is not StepKind.APDU or len(step.apdu) < 2:
+            continue
+        ins = step.apdu[1]
+        if ins == 0xA4:
+            current = (step.apdu, step.note)
+        elif current is not None and ins in _WRITES:
+            written.setdefault(current[0], current[1])
+        elif current is not None and ins in _READS and step.expect_data is not None:
+            verified.add(current[0])
+    return [note for key, note in written.items() if key not in verified]
 
 
 def init_steps(script: InitScript, card: PreparedCard) -> tuple[Step, ...]:
@@ -190,33 +233,130 @@ def _digits(text: str) -> str:
 
 
 class QcStation:
-    """Cross-check the card against the database: stripe, card body, PAN across both.
+    """The finished card against the database (see :mod:`.qc` and the module notes).
 
-    The chip was already checked in its module (``chip_check``); this station sees
-    the finished card as the QC camera and the stripe reader do."""
+    In order: the HSM check (the chip powered once more at QC's contact head; keys
+    proved through a QC-role HSM session), the camera check (:class:`VisionCheck`, on
+    the cards :class:`QcConfig` says), then the cross-check of the PAN read from the
+    stripe, shown on the body, read from the chip and held in the database. The
+    first failing check rejects the card; its reason starts with the check's name
+    (``hsm check``, ``vision``, ``crosscheck``). The result's detail carries each
+    check's scores. :attr:`cpu_s` adds up the thread CPU each check took."""
 
     name = "qc"
 
-    def __init__(self, timing: LineTiming) -> None:
+    def __init__(
+        self,
+        timing: LineTiming,
+        config: QcConfig | None = None,
+        *,
+        hsm: Hsm | None = None,
+        profile: Profile | None = None,
+        rng: RandomSource | None = None,
+        card_secret: str = "CARD.SECRET",  # noqa: S107 - a key label
+    ) -> None:
         self.timing = timing
+        self.config = config or QcConfig()
+        self.hsm = hsm
+        self.profile = profile
+        self.rng = rng or SystemRandom()
+        self.card_secret = card_secret
+        if self.config.vision_every and self.config.ocr_every:
+            find_tessdata(explicit=self.config.tessdata)  # no OCR engine: stop before the run
+        self.vision = VisionCheck(self.config)
+        self.cpu_s: dict[str, float] = {"hsm": 0.0, "vision": 0.0, "ocr": 0.0, "crosscheck": 0.0}
+        self.counts: dict[str, int] = dict.fromkeys(self.cpu_s, 0)
+        self._session: HsmSession | None = None
+        self._proof: ChipProof | None = None
+        self._seen = 0
+
+    def close(self) -> None:
+        """End the QC HSM session and the OCR engine."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+            self._proof = None
+        self.vision.close()
+
+    def _prover(self) -> ChipProof | None:
+        if not self.config.hsm_check or self.hsm is None or self.profile is None:
+            return None
+        if self._proof is None:
+            self._session = self.hsm.session(Role.QC, "qc station")
+            self._proof = ChipProof(KeyCache(self._session), self.rng, self.card_secret)
+        return self._proof
+
+    def _spent(self, check: str, t0: float) -> None:
+        self.cpu_s[check] += time.thread_time() - t0
+        self.counts[check] += 1
 
     def process(self, card: CardInLine) -> StationResult:
+        n = self._seen
+        self._seen += 1
         t = self.timing.qc()
+        detail: dict[str, Any] = {}
+
+        def fail(reason: str) -> StationResult:
+            return StationResult(self.name, False, t, detail, reason)
+
+        chip: ProofResult | None = None
+        prover = self._prover()
+        if prover is not None and self.profile is not None:
+            t0 = time.thread_time()
+            if card.reader is None:
+                return fail("hsm check: no chip contact")
+            plan = proof_plan(self.profile, card.prepared)
+            chip = prover.run(card.reader, card.serial, plan, card.collected)
+            self._spent("hsm", t0)
+            t += 2 * self.timing.contact_s + chip.chip_s + chip.hsm_calls * self.timing.hsm_call_s
+            detail["hsm"] = chip.as_detail()
+            if not chip.ok:
+                return fail(chip.reason)
+        seen: VisionResult | None = None
+        if self.config.vision_due(n):
+            if card.face is None:
+                return fail("vision: no picture of the card body")
+            ocr = self.config.ocr_due(n)
+            t0 = time.thread_time()
+            seen = self.vision.check(card.face, card.prepared.card_body, ocr=ocr)
+            self._spent("ocr" if ocr else "vision", t0)
+            detail["vision"] = seen.as_detail()
+            why = seen.reason(self.config)
+            if why:
+                return fail(why)
+        if self.config.crosscheck:
+            t0 = time.thread_time()
+            why = self._crosscheck(card, chip, seen)
+            self._spent("crosscheck", t0)
+            if why:
+                return fail(why)
+        return StationResult(self.name, True, t, detail)
+
+    def _crosscheck(
+        self, card: CardInLine, chip: ProofResult | None, seen: VisionResult | None
+    ) -> str:
+        """The PAN of every channel that has one against the database's; "" if they agree."""
+        prepared = card.prepared
+        if prepared.tracks and card.stripe_pan is None:
+            return "crosscheck: no PAN read from the stripe"
+        expected = database_pan(prepared)
         body = card.prepared.card_body
-        expected = tuple(text for _, _, text in body.emboss) + tuple(
-            text for side, _, _, _, text in body.laser if side == "front"
-        )
-        if card.face is None or card.face.texts != expected:
-            return StationResult(self.name, False, t, reason="card body differs from the database")
-        if card.prepared.tracks and card.stripe_pan is None:
-            return StationResult(self.name, False, t, reason="no PAN read from the stripe")
-        number = next((text for area, _, text in body.emboss if area == "number"), None)
-        if (
-            card.stripe_pan is not None
-            and number is not None
-            and _digits(number) != card.stripe_pan
-        ):
-            return StationResult(
-                self.name, False, t, reason="PAN on the stripe differs from the embossed PAN"
-            )
-        return StationResult(self.name, True, t, {"checks": len(expected) + 1})
+        number = next((i for i, (area, _, _) in enumerate(body.emboss) if area == "number"), None)
+        body_pan: str | None = None
+        if number is not None and seen is not None:
+            read = seen.lines[number].read
+            # the number line as OCR read it; else as OCV verified it against the database
+            body_pan = _digits(read if read is not None else body.emboss[number][2])
+        chip_pan = chip.chip_pan if chip is not None else None
+        if chip is not None and chip.reads_pan and chip_pan is None:
+            return "crosscheck: no PAN read from the chip"
+        channels = (("stripe", card.stripe_pan), ("card body", body_pan), ("chip", chip_pan))
+        reference = expected
+        for where, pan in channels:
+            if pan is None:
+                continue
+            if reference is None:
+                reference = pan
+            elif pan != reference:
+                return f"crosscheck: the PAN on the {where} differs from the database"
+        return ""

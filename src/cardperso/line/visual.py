@@ -26,6 +26,7 @@ Pillow version renders the same pixels on every machine.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,7 +34,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cardperso.dataprep.prepared import CardBodyData
 
-__all__ = ["CARD_MM", "FaceRender", "render_face"]
+__all__ = [
+    "BODY",
+    "CARD_MM",
+    "FaceRender",
+    "TextLine",
+    "cells",
+    "draw_line",
+    "photo_box",
+    "photo_image",
+    "render_face",
+    "text_lines",
+]
 
 CARD_MM = (85.60, 53.98)
 NUMBER_BASELINE_MM, NUMBER_LEFT_MM, NUMBER_HEIGHT_MM = 21.42, 10.18, 4.3
@@ -79,16 +91,119 @@ def _stamp(
         if mask is not None:
             centre = (pitch - advance) / 2 if pitch is not None else 0.0  # in its cell
             x0, y0 = round(x + centre) + left, round(base) + top
-            img.paste(fill, (x0, y0, x0 + mask.width, y0 + mask.height), mask)
+            # the imaging core's paste: Image.paste's checks cost ~6x the stamp itself
+            img.im.paste(fill, (x0, y0, x0 + mask.width, y0 + mask.height), mask.im)
         x += pitch if pitch is not None else advance
 
 
 @dataclass(frozen=True, slots=True)
+class TextLine:
+    """Where one line of text sits on the face, in pixels: what QC's camera crops.
+
+    ``x`` is the left edge of the first character cell, ``baseline`` the baseline's
+    row, ``size`` the font size; ``pitch`` the fixed character pitch of embossing
+    (ISO/IEC 7811-1), None for proportional laser text."""
+
+    kind: str
+    """``emboss`` or ``laser``."""
+    text: str
+    x: int
+    baseline: int
+    size: int
+    pitch: float | None
+
+    @property
+    def ascent(self) -> int:
+        return _baseline(self.size)
+
+    @property
+    def descent(self) -> int:
+        return int(_font(self.size).getmetrics()[1])
+
+    def advance(self, text: str | None = None) -> float:
+        """Width in pixels of ``text`` (default: the line's own) set on this line."""
+        t = self.text if text is None else text
+        return (
+            len(t) * self.pitch if self.pitch is not None else float(_font(self.size).getlength(t))
+        )
+
+
+def cells(line: TextLine, extra: int = 1) -> list[tuple[int, int]]:
+    """(left, right) pixel columns of each character cell of ``line``, and of ``extra``
+    cells after its end: the pitch's cells for embossing, each character's advance
+    for laser text (as :func:`draw_line` sets them)."""
+    out: list[tuple[int, int]] = []
+    x = float(line.x)
+    step = line.pitch
+    for ch in line.text:
+        advance = step if step is not None else float(_font(line.size).getlength(ch))
+        out.append((math.floor(x), math.ceil(x + advance)))
+        x += advance
+    extent = step if step is not None else float(line.size)
+    for _ in range(extra):
+        out.append((math.floor(x), math.ceil(x + extent)))
+        x += extent
+    return out
+
+
+def draw_line(img: Image.Image, line: TextLine, dx: int = 0, dy: int = 0) -> None:
+    """Put ``line`` on ``img`` as the embosser (with its shadow) or the laser leaves it,
+    shifted by whole pixels (``dx``, ``dy``): the same pixels :func:`render_face` draws."""
+    if line.kind == "emboss":
+        _stamp(
+            img, line.x + 1 + dx, line.baseline + 1 + dy, line.text, line.size, SHADOW, line.pitch
+        )
+    _stamp(img, line.x + dx, line.baseline + dy, line.text, line.size, INK, line.pitch)
+
+
+def text_lines(body: CardBodyData, px_per_mm: float = 8.0) -> tuple[TextLine, ...]:
+    """The front's text lines at ``px_per_mm``: embossed lines first, then laser text."""
+    height = round(CARD_MM[1] * px_per_mm)
+    out: list[TextLine] = []
+    for area, row, text in body.emboss:
+        if area == "number":
+            size = round(NUMBER_HEIGHT_MM * px_per_mm)
+            x = round(NUMBER_LEFT_MM * px_per_mm)
+            base = round(height - NUMBER_BASELINE_MM * px_per_mm)
+            pitch = NUMBER_CHAR_MM * px_per_mm
+        else:
+            size = round(NAME_HEIGHT_MM * px_per_mm)
+            x = round(NAME_LEFT_MM * px_per_mm)
+            base = round(height - (NAME_BASELINE_MM - (row - 1) * NAME_PITCH_MM) * px_per_mm)
+            pitch = NAME_CHAR_MM * px_per_mm
+        out.append(TextLine("emboss", text, x, base, size, pitch))
+    for side, x_mm, y_mm, h_mm, text in body.laser:
+        if side != "front":
+            continue
+        size = round(h_mm * px_per_mm * 1.3)
+        # y_mm is the line's top
+        base = round(y_mm * px_per_mm) + _baseline(size)
+        out.append(TextLine("laser", text, round(x_mm * px_per_mm), base, size, None))
+    return tuple(out)
+
+
+def photo_box(body: CardBodyData, px_per_mm: float = 8.0) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the photo frame on the face, or None without a photo."""
+    ph = body.photo
+    if not ph:
+        return None
+    left, top = round(float(ph["x_mm"]) * px_per_mm), round(float(ph["y_mm"]) * px_per_mm)
+    w = round(float(ph["width_mm"]) * px_per_mm)
+    h = round(float(ph["height_mm"]) * px_per_mm)
+    return left, top, left + w, top + h
+
+
+@dataclass(frozen=True, slots=True)
 class FaceRender:
-    """A rendered card face and the texts put on it (what the machine was told to do)."""
+    """A rendered card face and the texts put on it (what the machine was told to do).
+
+    ``body`` and ``px_per_mm`` are the layout it was drawn from (where each text line
+    and the photo frame are): the QC camera knows the layout, not the content."""
 
     image: Image.Image
     texts: tuple[str, ...]
+    body: CardBodyData | None = None
+    px_per_mm: float = 8.0
 
     def png(self) -> bytes:
         out = io.BytesIO()
@@ -96,7 +211,8 @@ class FaceRender:
         return out.getvalue()
 
 
-def _photo(body: CardBodyData) -> Image.Image | None:
+def photo_image(body: CardBodyData) -> Image.Image | None:
+    """The photo of ``body`` as a 1-bit image (its own pixels), or None."""
     ph = body.photo
     if not ph:
         return None
@@ -111,44 +227,13 @@ def render_face(body: CardBodyData, px_per_mm: float = 8.0) -> FaceRender:
     width, height = (round(v * px_per_mm) for v in CARD_MM)
     img = Image.new("L", (width, height), BODY)
     texts: list[str] = []
-
-    def y_from_bottom(mm: float) -> int:
-        return round(height - mm * px_per_mm)
-
-    for area, row, text in body.emboss:
-        if area == "number":
-            size = round(NUMBER_HEIGHT_MM * px_per_mm)
-            x = round(NUMBER_LEFT_MM * px_per_mm)
-            base = y_from_bottom(NUMBER_BASELINE_MM)
-            pitch = NUMBER_CHAR_MM * px_per_mm
-        else:
-            size = round(NAME_HEIGHT_MM * px_per_mm)
-            x = round(NAME_LEFT_MM * px_per_mm)
-            base = y_from_bottom(NAME_BASELINE_MM - (row - 1) * NAME_PITCH_MM)
-            pitch = NAME_CHAR_MM * px_per_mm
-        _stamp(img, x + 1, base + 1, text, size, SHADOW, pitch)
-        _stamp(img, x, base, text, size, INK, pitch)
-        texts.append(text)
-    for side, x_mm, y_mm, h_mm, text in body.laser:
-        if side != "front":
-            continue
-        size = round(h_mm * px_per_mm * 1.3)
-        _stamp(
-            img,
-            round(x_mm * px_per_mm),
-            round(y_mm * px_per_mm) + _baseline(size),  # y_mm is the line's top
-            text,
-            size,
-            INK,
-            None,
-        )
-        texts.append(text)
-    photo = _photo(body)
-    if photo is not None and body.photo is not None:
-        ph = body.photo
-        box = (round(float(ph["width_mm"]) * px_per_mm), round(float(ph["height_mm"]) * px_per_mm))
-        scaled = photo.convert("L").resize(box, Image.Resampling.NEAREST)
-        img.paste(
-            scaled, (round(float(ph["x_mm"]) * px_per_mm), round(float(ph["y_mm"]) * px_per_mm))
-        )
-    return FaceRender(img, tuple(texts))
+    for line in text_lines(body, px_per_mm):
+        draw_line(img, line)
+        texts.append(line.text)
+    photo = photo_image(body)
+    box = photo_box(body, px_per_mm)
+    if photo is not None and box is not None:
+        left, top, right, bottom = box
+        scaled = photo.convert("L").resize((right - left, bottom - top), Image.Resampling.NEAREST)
+        img.paste(scaled, (left, top))
+    return FaceRender(img, tuple(texts), body, px_per_mm)
