@@ -15,6 +15,7 @@ import typer
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm.api import KeyAlgorithm, KeyUsage
+from cardperso.lettershop.cli import lettershop_app
 from cardperso.line.cli_commands import batch_app, card_app, demo_command, stock_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -283,6 +284,7 @@ def profile_check(
 app.add_typer(batch_app, name="batch")
 app.add_typer(stock_app, name="stock")
 app.add_typer(card_app, name="card")
+app.add_typer(lettershop_app, name="lettershop")
 app.command("demo")(demo_command)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from cardperso.crypto.rand import RandomSource
 from cardperso.crypto.secret import SecretStr
 from cardperso.dataprep.batch import open_issuer_file
+from cardperso.dataprep.fields import presort_key
 from cardperso.dataprep.issuer_file import (
     IssuerRecord,
     ProfileResolver,
@@ -40,7 +41,7 @@ from cardperso.dataprep.issuer_file import (
 from cardperso.dataprep.prepare import CardPreparer
 from cardperso.dataprep.secrets import PrepKeys
 from cardperso.errors import InputError
-from cardperso.hsm import Hsm, RequestSeededRandom, Role, SoftHsm
+from cardperso.hsm import Hsm, HsmSession, RequestSeededRandom, Role, SoftHsm
 from cardperso.line.bureau import CARD_SECRET, PRINT_KEY, provision_demo_keys
 from cardperso.line.feeder import Feeder, SimulatedFeeder, stock_serials
 from cardperso.line.fieldkeys import field_cipher
@@ -117,6 +118,24 @@ def _chunks(records: Iterator[IssuerRecord], n: int) -> Iterator[list[IssuerReco
         yield chunk
 
 
+def _presort_ranks(
+    path: Path, session: HsmSession, today: date, resolver: ProfileResolver, profile: Profile
+) -> list[int]:
+    """Production position (from 1) of each record (by file position): a first pass
+    over the file reads only the presort fields (a few bytes per record)."""
+    country, postal = (
+        profile.letters.presort.country_field,
+        profile.letters.presort.postal_code_field,
+    )
+    with open_issuer_file(path, session, today=today, resolver=resolver) as reader:
+        keys = [presort_key(r.values.get(country, ""), r.values.get(postal, "")) for r in reader]
+    order = sorted(range(len(keys)), key=lambda i: (keys[i], i))
+    rank = [0] * len(keys)
+    for position, i in enumerate(order, 1):
+        rank[i] = position
+    return rank
+
+
 def import_batch(
     db: Database,
     hsm: Hsm,
@@ -148,6 +167,10 @@ def import_batch(
             (f.name for f in profile.input.fields if f.meaning == Meaning.CHIP_SERIAL), None
         )
 
+        # Production order is postal order (country, region, local code, then file
+        # order), so cards - and their carriers - come off the line presorted.
+        rank = _presort_ranks(path, session, today, resolver, profile)
+
         def job_records() -> Iterator[repo.JobRecord]:
             seq = 0
             for chunk in _chunks(iter(reader), PREP_CHUNK):
@@ -162,7 +185,7 @@ def import_batch(
                         ref,
                         record_identity(profile, rec.values),
                         card.to_line(),
-                        card.seq,
+                        rank[card.seq - 1],
                         chip_serial=rec.values.get(bound_field) if bound_field else None,
                     )
 

@@ -86,6 +86,7 @@ class Action(StrEnum):
     VERIFY_AUDIT = "verify_audit"
     INITIALIZE_STOCK = "initialize_stock"
     DEPERSONALIZE_CARD = "depersonalize_card"
+    RUN_LETTERSHOP = "run_lettershop"
 
 
 _S, _O, _SO, _A = Role.SUPERVISOR, Role.OPERATOR, Role.SECURITY_OFFICER, Role.AUDITOR
@@ -103,6 +104,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.VERIFY_AUDIT: frozenset({_S, _SO, _A}),
     Action.INITIALIZE_STOCK: frozenset({_I}),
     Action.DEPERSONALIZE_CARD: frozenset({_S}),
+    Action.RUN_LETTERSHOP: frozenset({_S, _O}),
 }
 """Who may do what. Security officers manage people but run no batches; auditors
 only read; operators run the line but neither import nor cancel. Initialization
