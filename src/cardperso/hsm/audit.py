@@ -161,22 +161,28 @@ class AuditLog:
         self._lock = threading.Lock()
         self._seq = 0
         self._head = GENESIS
-        if self.path.exists() and self.path.stat().st_size:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Unbuffered: each record is one write(2) on an O_APPEND descriptor.
+        self._fh = os.fdopen(fd, "ab", buffering=0)
+        self._fd = fd
+        # Read the chain's end under the file lock: another process may be appending.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
             last = _last_line(self.path)
             if last is not None:
                 try:
                     record = json.loads(last)
                     self._seq = int(record["seq"]) + 1
                 except (ValueError, KeyError, TypeError):
+                    self._fh.close()
                     raise AuditChainError(
                         "audit", "the audit log's last record is damaged"
                     ) from None
                 self._head = _digest(last)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        # Unbuffered: each record is one write(2) on an O_APPEND descriptor.
-        self._fh = os.fdopen(fd, "ab", buffering=0)
-        self._fd = fd
-        self._known_size = os.lseek(fd, 0, os.SEEK_END)
+            self._known_size = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            if not self._fh.closed:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _resync(self) -> None:
         """Continue the chain from the file's last line (another process wrote it)."""
