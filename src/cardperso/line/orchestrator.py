@@ -235,7 +235,9 @@ class Line:
         self._product: str | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._inflight = 0
+        self._inflight = 0  # cards claimed and not yet finished
+        self._claiming = 0  # modules inside a claim transaction
+        self._released = 0  # cards finished so far (a reject may bring a job back)
         self._claimed = 0
         self._done = False
         self._errors: list[BaseException] = []
@@ -403,6 +405,7 @@ class Line:
     def _release(self) -> None:
         with self._cond:
             self._inflight -= 1
+            self._released += 1
             self._cond.notify_all()
 
     def _claim(self, module_id: str, batch_id: int) -> CardInLine | None:
@@ -412,8 +415,9 @@ class Line:
                 return None
             if cfg.max_cards is not None and self._claimed >= cfg.max_cards:
                 return None
-            self._inflight += 1
+            self._claiming += 1
             self._claimed += 1
+        claim: repo.LineClaim | None = None
         try:
             with self.db.transaction() as s:
                 claim = repo.claim_for_module(
@@ -426,16 +430,17 @@ class Line:
                 )
         except repo.OutOfStock as e:
             self._stopped = str(e)
-            self._release()
             self.stop()
             return None
-        except BaseException:
-            self._release()
-            raise
-        if claim is None:
+        finally:
             with self._cond:
-                self._claimed -= 1
-            self._release()
+                self._claiming -= 1
+                if claim is None:
+                    self._claimed -= 1
+                else:
+                    self._inflight += 1
+                self._cond.notify_all()
+        if claim is None:
             return None
         try:
             blob = self.cipher.open(claim.record_blob, repo.record_aad(claim.batch_id, claim.seq))
@@ -453,27 +458,37 @@ class Line:
             prepared=prepared,
         )
 
-    def _idle(self) -> bool:
-        """No job pending: wait for cards in flight (a reject brings its job back)."""
+    def _idle(self, released_before: int) -> bool:
+        """No job was pending: wait until a card in flight finishes (a reject brings
+        its job back: claim again) or none is left (the run is done).
+
+        Only real cards count: a module that finds nothing does not claim again until
+        some card has finished, so idle modules cannot keep each other waiting."""
         with self._cond:
-            if self._inflight == 0 or self._stop.is_set():
-                self._done = True
-                self._cond.notify_all()
-                return False
-            self._cond.wait(timeout=0.05)
-            return not (self._done or self._stop.is_set())
+            while True:
+                if self._done or self._stop.is_set():
+                    return False
+                if self._released != released_before:
+                    return True  # a card finished since our claim: look again
+                if self._inflight == 0 and self._claiming == 0:
+                    self._done = True
+                    self._cond.notify_all()
+                    return False
+                self._cond.wait(timeout=0.5)
 
     def _module_loop(
         self, module: ChipModule, batch_id: int, script: InitScript, transport: queue.Queue[Any]
     ) -> None:
         while not module.stats.out_of_service:
+            with self._cond:
+                released_before = self._released
             card = self._claim(module.module_id, batch_id)
             if card is None:
                 if self._stop.is_set() or (
                     self.config.max_cards is not None and self._claimed >= self.config.max_cards
                 ):
                     return
-                if self._idle():
+                if self._idle(released_before):
                     continue
                 return
             try:
