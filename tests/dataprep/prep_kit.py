@@ -14,10 +14,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cardperso.crypto.ciphers import AES, TDES
 from cardperso.crypto.parity import adjust_des_parity
+from cardperso.crypto.rand import SeededRandom
 from cardperso.crypto.secret import SecretBytes, SecretStr
-from cardperso.hsm import KeyAlgorithm, KeyUsage, RequestSeededRandom, Role, SoftHsm
+from cardperso.hsm import (
+    KeyAlgorithm,
+    KeyUsage,
+    PinBlockFormat,
+    RequestSeededRandom,
+    Role,
+    SoftHsm,
+)
 from cardperso.hsm.ceremony import key_check_value
+from cardperso.payments import pinblock, tr31
+from cardperso.payments._digits import luhn_check_digit
 from cardperso.profiles.loader import parse_profile
 from cardperso.profiles.schema import Profile
 
@@ -162,3 +173,26 @@ letters:
 
 def lab_profile() -> Profile:
     return parse_profile(LAB_YAML, "lab.yaml")
+
+
+def lab_record(pin: str, card_key: bytes, n: int = 1) -> dict[str, str]:
+    """A lab-profile record: the issuer's PIN block under ZPK.LAB and its key in TR-31."""
+    pan = f"99999900000{n:04d}"
+    pan = pan + luhn_check_digit(pan)
+    block = pinblock.encrypt_pin_block(
+        TDES(clear_key("ZPK.LAB")), PinBlockFormat.ISO_0, pin, pan, SeededRandom(n)
+    )
+    header = tr31.KeyBlockHeader("D", "E6", "A", "N", "01", "N")
+    key_block = tr31.wrap(AES(clear_key("KEK.LAB")), header, card_key, SeededRandom(n))
+    return {
+        "pan": pan,
+        "expiry": "2912",
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "address_line1": "12 St James's Square",
+        "postal_code": "SW1Y 4JH",
+        "city": "London",
+        "country": "GB",
+        "pin_block": block.hex().upper(),
+        "card_key": key_block.encode().hex().upper(),
+    }

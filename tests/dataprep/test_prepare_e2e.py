@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 from perso_station import Station
-from prep_kit import Keystore, clear_key, lab_profile, make_keystore
+from prep_kit import Keystore, clear_key, lab_profile, lab_record, make_keystore
 
 from cardperso import tlv
 from cardperso.crypto.ciphers import AES, TDES
 from cardperso.crypto.ec import p256_verify
 from cardperso.crypto.mac import cmac
-from cardperso.crypto.rand import SeededRandom
 from cardperso.crypto.secret import SecretStr
 from cardperso.dataprep.generator import generate_records
 from cardperso.dataprep.magstripe import parse_track2
@@ -254,30 +253,6 @@ def test_employee_transport_pin_and_card_generated_keys(hsm: Hsm) -> None:
 
 
 # -- (b) issuer PIN blocks and card-generated PINs; keys random at the bureau and from the issuer
-
-
-def lab_record(pin: str, card_key: bytes, n: int = 1) -> dict[str, str]:
-    pan = f"99999900000{n:04d}"
-    from cardperso.payments._digits import luhn_check_digit
-
-    pan = pan + luhn_check_digit(pan)
-    block = pinblock.encrypt_pin_block(
-        TDES(clear_key("ZPK.LAB")), PinBlockFormat.ISO_0, pin, pan, SeededRandom(n)
-    )
-    header = tr31.KeyBlockHeader("D", "E6", "A", "N", "01", "N")
-    key_block = tr31.wrap(AES(clear_key("KEK.LAB")), header, card_key, SeededRandom(n))
-    return {
-        "pan": pan,
-        "expiry": "2912",
-        "given_name": "Ada",
-        "family_name": "Lovelace",
-        "address_line1": "12 St James's Square",
-        "postal_code": "SW1Y 4JH",
-        "city": "London",
-        "country": "GB",
-        "pin_block": block.hex().upper(),
-        "card_key": key_block.encode().hex().upper(),
-    }
 
 
 def test_lab_issuer_pin_block_card_generated_pin_bureau_key_and_issuer_tr31_key(hsm: Hsm) -> None:

@@ -11,40 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cardperso.crypto.ciphers import AES, TDES
+from cardperso.crypto.ciphers import TDES
 from cardperso.crypto.rand import SeededRandom
 from cardperso.dataprep.prepare import CardPreparer
 from cardperso.dataprep.prepared import PreparedCard, StepKind
 from cardperso.hsm import PinBlockFormat, Role
 from cardperso.line.chip import KeyCache, StepRunner
-from cardperso.payments import pinblock, tr31
-from cardperso.payments._digits import luhn_check_digit
+from cardperso.payments import pinblock
 from cardperso.readers import cos, exchange
 from cardperso.readers.virtual import virtual_reader
-from dataprep.prep_kit import clear_key, lab_profile, make_keystore
-
-
-def lab_record(pin: str, card_key: bytes) -> dict[str, str]:
-    """One record of the lab profile: the issuer's PIN block and its key in TR-31."""
-    pan = "999999000001"
-    pan += "000" + luhn_check_digit(pan + "000")
-    block = pinblock.encrypt_pin_block(
-        TDES(clear_key("ZPK.LAB")), PinBlockFormat.ISO_0, pin, pan, SeededRandom(1)
-    )
-    header = tr31.KeyBlockHeader("D", "E6", "A", "N", "01", "N")
-    key_block = tr31.wrap(AES(clear_key("KEK.LAB")), header, card_key, SeededRandom(1))
-    return {
-        "pan": pan,
-        "expiry": "2912",
-        "given_name": "Grace",
-        "family_name": "Hopper",
-        "address_line1": "1 Navy Yard",
-        "postal_code": "SW1Y 4JH",
-        "city": "London",
-        "country": "GB",
-        "pin_block": block.hex().upper(),
-        "card_key": key_block.encode().hex().upper(),
-    }
+from dataprep.prep_kit import clear_key, lab_profile, lab_record, make_keystore
 
 
 def test_runner_personalizes_a_card_generated_pin_seen_only_as_pin_blocks(tmp_path: Path) -> None:
