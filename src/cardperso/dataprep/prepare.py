@@ -89,7 +89,7 @@ from cardperso.profiles.schema import (
 )
 from cardperso.readers import cos
 
-__all__ = ["CardPreparer", "Record"]
+__all__ = ["CardPreparer", "Record", "external_auth_step"]
 
 Record = tuple[int, int, Mapping[str, str]]
 """(sequence number from 1, physical line in the issuer file, validated values)."""
@@ -518,23 +518,12 @@ class CardPreparer:
         )
 
     def _auth_step(self, key: CardKey, values: Mapping[str, str]) -> Step:
-        scheme = kd_scheme(key)
         div = (
             "chip_serial"
             if key.diversifier == "chip_serial"
             else diversifier(key, values).hex().upper()
         )
-        size = 8 if key.algorithm.value.startswith("tdes") else 16
-        return Step(
-            StepKind.EXTERNAL_AUTH,
-            f"EXTERNAL AUTHENTICATE {key.name} (ref {key.ref})",
-            apdu=cos.get_challenge(size),
-            sm=True,
-            key_ref=key.ref,
-            master_key=key.master_key or "",
-            diversifier=div,
-            scheme=scheme.value,
-        )
+        return external_auth_step(key, div, sm=True)
 
     def _card_body(self, values: Mapping[str, str]) -> CardBodyData:
         spec = self.profile.card_body
@@ -630,3 +619,18 @@ def _uses_chip_serial(el: Element) -> bool:
     if el.derived == Derived.CHIP_SERIAL:
         return True
     return any(_uses_chip_serial(c) for c in el.children or [])
+
+
+def external_auth_step(key: CardKey, diversifier_data: str, *, sm: bool) -> Step:
+    """GET CHALLENGE, then EXTERNAL AUTHENTICATE of the derived ``key`` with the HSM's
+    cryptogram from its master key and ``diversifier_data`` (``"chip_serial"`` or hex)."""
+    return Step(
+        StepKind.EXTERNAL_AUTH,
+        f"EXTERNAL AUTHENTICATE {key.name} (ref {key.ref})",
+        apdu=cos.get_challenge(8 if key.algorithm.value.startswith("tdes") else 16),
+        sm=sm,
+        key_ref=key.ref,
+        master_key=key.master_key or "",
+        diversifier=diversifier_data,
+        scheme=kd_scheme(key).value,
+    )

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from cardperso import tlv
 from cardperso.crypto.rand import RandomSource, SystemRandom
+from cardperso.dataprep.prepare import external_auth_step
 from cardperso.dataprep.prepared import Step, StepKind
-from cardperso.dataprep.secrets import kd_scheme
 from cardperso.errors import CardpersoError, ReaderError
 from cardperso.hsm import Hsm, Role
 from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
@@ -80,15 +80,7 @@ def _auth_step(profile: Profile) -> Step:
     key = profile.key(dp.key)
     if key is None or not key.master_key:  # the profile's consistency rules exclude this
         raise DepersoError(f"profile {profile.id}: no admin key {dp.key!r}")
-    return Step(
-        StepKind.EXTERNAL_AUTH,
-        f"EXTERNAL AUTHENTICATE {key.name} (ref {key.ref})",
-        apdu=cos.get_challenge(8 if key.algorithm.value.startswith("tdes") else 16),
-        key_ref=key.ref,
-        master_key=key.master_key,
-        diversifier="chip_serial",
-        scheme=kd_scheme(key).value,
-    )
+    return external_auth_step(key, "chip_serial", sm=False)
 
 
 def depersonalize(
