@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 demo: demodeps $(STAMP)
 	$(BIN)/cardperso demo
 
-# QC's OCR reads with Tesseract's language data from Debian's tesseract-ocr.
+# QC's OCR reads with Tesseract's language data from Debian's tesseract-ocr;
+# pyscard (PC/SC readers) is built by pip against libpcsclite-dev.
 demodeps:
-	bash scripts/install-system-deps.sh tesseract-ocr
+	bash scripts/install-system-deps.sh tesseract-ocr libpcsclite-dev
 
 # System packages for the real-component tests (apt, as root, when it can).
 sysdeps:
