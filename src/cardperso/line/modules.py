@@ -30,16 +30,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cardperso.crypto.rand import RandomSource
 from cardperso.dataprep.init_script import InitScript
-from cardperso.dataprep.prepared import Step
+from cardperso.dataprep.prepared import PreparedCard, Step
 from cardperso.errors import ReaderError
 from cardperso.hsm import Hsm, Role
 from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
 from cardperso.line.feeder import CpuMeter, Feeder, MeteredReader
 from cardperso.line.imageinit import ImageInitError, ImagePlan, ImageRefused, write_image
+from cardperso.line.qc.chipproof import ChipProof, ProofPlan, collect_pan
 from cardperso.line.stations import CardInLine, StationResult, chip_check_steps
 from cardperso.line.timing import CHIP, FEEDER, LineTiming
 from cardperso.readers import Reader
@@ -91,6 +93,10 @@ class ChipModule:
     image: ImagePlan | None = None
     """Initialize blank cards from this image (loading method ``image``); None: logically."""
     fail_limit: int = 3
+    proof_plan: Callable[[PreparedCard], ProofPlan] | None = None
+    """QC's HSM check of a card, run in the chip check's power-up (:mod:`.qc.chipproof`):
+    the card's keys proved and its PIN objects' state read while it is still in the
+    module's contacts, one power cycle less than at the QC station; None: QC does it."""
     stats: ModuleStats = field(default_factory=ModuleStats)
     _sessions: _Sessions | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -150,7 +156,10 @@ class ChipModule:
                     steps = self.image.steps_after(per_card)
                     plan.append(_Station("init", s.init, steps, image=self.image))
             plan.append(_Station("perso", s.perso, card.prepared.script))
-            plan.append(_Station("chip_check", s.qc, chip_check_steps(card.prepared.script), True))
+            checks = chip_check_steps(card.prepared.script)
+            if self.proof_plan is not None:
+                checks = collect_pan(checks)
+            plan.append(_Station("chip_check", s.qc, checks, True))
             for st in plan:
                 t0 = reader.elapsed
                 runner = StepRunner(st.name, reader, st.keys, serial, self.rng, self.card_secret)
@@ -160,12 +169,15 @@ class ChipModule:
                     ok = self._write_image(card, reader, st.image, serial, detail)
                 if ok is None:
                     ok = self._run(card, runner, st.steps, st.power_cycle)
-                hsm_calls += runner.hsm_calls
+                direct = 0
+                if ok is None and st.name == "chip_check" and self.proof_plan is not None:
+                    direct = self._prove(card, runner, st)
+                hsm_calls += runner.hsm_calls + direct
                 card.collected.update(runner.collected)
                 result = StationResult(
                     st.name,
                     ok is None,
-                    reader.elapsed - t0 + runner.hsm_calls * self.timing.hsm_call_s,
+                    reader.elapsed - t0 + (runner.hsm_calls + direct) * self.timing.hsm_call_s,
                     {"steps": len(st.steps), "hsm": runner.hsm_calls, **detail},
                     "" if ok is None else ok.reason,
                 )
@@ -183,6 +195,16 @@ class ChipModule:
                 with contextlib.suppress(ReaderError):
                     reader.close()
             self._account(card)
+
+    def _prove(self, card: CardInLine, runner: StepRunner, station: _Station) -> int:
+        """QC's HSM check on the card that just passed the chip check; the HSM calls it
+        made itself (those through ``runner`` are counted there)."""
+        assert self.proof_plan is not None
+        before = runner.hsm_calls
+        prover = ChipProof(station.keys, self.rng, self.card_secret)
+        plan = self.proof_plan(card.prepared)
+        card.proof = prover.run_after_check(runner, plan, card.collected, station.steps)
+        return card.proof.hsm_calls - (runner.hsm_calls - before)
 
     def _feed(self, card: CardInLine, reader: Reader, feeder_s: float) -> bytes | None:
         """Power the card up and check its serial (one retry); the serial, or None."""

@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from cardperso.line.feeder import CpuMeter, Feeder
 from cardperso.line.imageinit import ImagePlan
 from cardperso.line.magstripe import StripeFault
 from cardperso.line.modules import ChipModule, ModuleStats
+from cardperso.line.qc.chipproof import proof_plan
 from cardperso.line.qc.config import QcConfig
 from cardperso.line.stations import (
     CardInLine,
@@ -288,6 +290,7 @@ class Line:
                 pre_initialized=pre_initialized,
                 image=image,
                 fail_limit=cfg.fail_limit,
+                proof_plan=partial(proof_plan, profile) if cfg.qc.hsm_check else None,
             )
             for i in range(cfg.modules)
         ]

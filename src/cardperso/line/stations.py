@@ -31,6 +31,7 @@ a reason that names the step, never its data.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ from typing import Any
 from cardperso.crypto.rand import RandomSource, SystemRandom
 from cardperso.dataprep.init_script import InitScript
 from cardperso.dataprep.prepared import PreparedCard, Step, StepKind
+from cardperso.errors import ReaderError
 from cardperso.hsm import Hsm, HsmSession, Role
-from cardperso.line.chip import KeyCache
+from cardperso.line.chip import KeyCache, read_serial
 from cardperso.line.magstripe import SimulatedStripe, StripeFault, encode_and_verify
 from cardperso.line.qc.chipproof import ChipProof, ProofResult, database_pan, proof_plan
 from cardperso.line.qc.config import QcConfig
@@ -108,6 +110,10 @@ class CardInLine:
     face: FaceRender | None = None
     reader: Reader | None = None
     retried: bool = False
+    proof: ProofResult | None = None
+    """The HSM check, when the chip module ran it after its chip check (QC's verdict
+    on the keys, PIN objects and chip PAN; the QC station confirms the chip is this
+    card's and decides)."""
 
     @property
     def failed(self) -> StationResult | None:
@@ -300,8 +306,20 @@ class QcStation:
             return StationResult(self.name, False, t, detail, reason)
 
         chip: ProofResult | None = None
-        prover = self._prover()
-        if prover is not None and self.profile is not None:
+        if card.proof is not None and self.config.hsm_check:
+            # Proved in the module's chip-check power-up; here the chip only has to be
+            # this card's (a card swapped on the transport fails).
+            t0 = time.thread_time()
+            chip = card.proof
+            seen_s = self._identify(card)
+            self._spent("hsm", t0)
+            t += 2 * self.timing.contact_s + seen_s
+            detail["hsm"] = {**chip.as_detail(), "at": "chip_check"}
+            if seen_s < 0:
+                return fail("hsm check: the chip at QC is not the card's chip")
+            if not chip.ok:
+                return fail(chip.reason)
+        elif (prover := self._prover()) is not None and self.profile is not None:
             t0 = time.thread_time()
             if card.reader is None:
                 return fail("hsm check: no chip contact")
@@ -331,6 +349,24 @@ class QcStation:
             if why:
                 return fail(why)
         return StationResult(self.name, True, t, detail)
+
+    @staticmethod
+    def _identify(card: CardInLine) -> float:
+        """Power the card at QC's contact head and read the serial its chip reports:
+        the modeled seconds it took, or -1 if it is not the card's chip (or mute)."""
+        reader = card.reader
+        if reader is None:
+            return -1.0
+        t0 = reader.elapsed
+        try:
+            reader.reset()
+            same = read_serial(reader).hex().upper() == card.serial
+        except ReaderError:
+            same = False
+        finally:
+            with contextlib.suppress(ReaderError):
+                reader.close()
+        return reader.elapsed - t0 if same else -1.0
 
     def _crosscheck(
         self, card: CardInLine, chip: ProofResult | None, seen: VisionResult | None

@@ -69,10 +69,21 @@ from cardperso.profiles.schema import (
 )
 from cardperso.readers import Reader, cos
 
-__all__ = ["ChipProof", "KeyProof", "ProofPlan", "ProofResult", "chip_pan", "proof_plan"]
+__all__ = [
+    "PAN_KEY",
+    "ChipProof",
+    "KeyProof",
+    "ProofPlan",
+    "ProofResult",
+    "chip_pan",
+    "collect_pan",
+    "proof_plan",
+]
 
 STATION = "qc"
 _PAN_TAGS = (0x5A, 0x57)
+PAN_KEY = "qc:pan"
+"""Where a check keeps the chip's answer holding the PAN."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +195,27 @@ def _pan_read(profile: Profile, card: PreparedCard) -> tuple[Step, ...]:
         elif step.expect_data is not None and chip_pan(step.expect_data) is not None:
             if select is None:
                 return ()
-            read = dataclasses.replace(step, expect_data=None, collect="qc:pan")
+            read = dataclasses.replace(step, expect_data=None, collect=PAN_KEY)
             node = profile.file(select.note.removeprefix("SELECT "))
             if node is not None and node.access.read == "always":
                 plain = dataclasses.replace(select, sm=False), dataclasses.replace(read, sm=False)
                 return plain
             return tuple(s for s in (opening, select, read) if s is not None)
     return ()
+
+
+def collect_pan(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """``steps`` (a command/response check) with the first read-back that verifies the
+    PAN also keeping its answer under :data:`PAN_KEY`, for QC's cross-check."""
+    for i, step in enumerate(steps):
+        if (
+            step.kind is StepKind.APDU
+            and step.expect_data is not None
+            and not step.collect
+            and chip_pan(step.expect_data) is not None
+        ):
+            return (*steps[:i], dataclasses.replace(step, collect=PAN_KEY), *steps[i + 1 :])
+    return steps
 
 
 def _is_pan_field(profile: Profile, name: str) -> bool:
@@ -302,31 +327,72 @@ class ChipProof:
             if reported.hex().upper() != serial:
                 return _fail(result, "the chip at QC is not the card's chip (serial differs)")
             runner = StepRunner(STATION, reader, self.keys, reported, self.rng, self.card_secret)
-            for kp in plan.keys:
-                why = self._prove(runner, reported, kp, collected, result)
-                if why:
-                    return _fail(result, f"{kp.name} (ref {kp.ref}): {why}")
-            for name, ref, expect in plan.pins:
-                probe = Step(StepKind.APDU, f"VERIFY {name} status", apdu=cos.verify(ref))
-                try:
-                    runner.run([dataclasses.replace(probe, expect_sw=expect)])
-                except ChipFailure as e:
-                    return _fail(result, f"PIN {name} (ref {ref}) state: {e.reason}")
-                result.pins += 1
-            if plan.pan_read:
-                result.reads_pan = True
-                try:
-                    runner.run(plan.pan_read)
-                except ChipFailure as e:
-                    return _fail(result, f"PAN read-back: {e.reason}")
-                result.chip_pan = chip_pan(runner.collected.get("qc:pan", b""))
-            return result
+            return self._check(runner, plan, collected, result, ())
         finally:
             if runner is not None:
                 result.hsm_calls += runner.hsm_calls
             result.chip_s = reader.elapsed - t0
             with contextlib.suppress(ReaderError):
                 reader.close()
+
+    def run_after_check(
+        self,
+        runner: StepRunner,
+        plan: ProofPlan,
+        collected: dict[str, bytes],
+        checked: tuple[Step, ...],
+    ) -> ProofResult:
+        """The same check in the power-up that has just passed the command/response check
+        (``checked``, run by ``runner`` with a QC-role session): the keys those steps
+        authenticated with count as proven, the PAN is the one its read-back verified
+        (:func:`collect_pan`), and the card stays powered. One power cycle and the
+        repeated authentications less than :meth:`run`."""
+        result = ProofResult(True)
+        t0, calls0 = runner.reader.elapsed, runner.hsm_calls
+        try:
+            return self._check(runner, plan, collected, result, checked)
+        finally:
+            result.hsm_calls += runner.hsm_calls - calls0
+            result.chip_s = runner.reader.elapsed - t0
+
+    def _check(
+        self,
+        runner: StepRunner,
+        plan: ProofPlan,
+        collected: dict[str, bytes],
+        result: ProofResult,
+        checked: tuple[Step, ...],
+    ) -> ProofResult:
+        # A key the check authenticated with (GENERAL AUTHENTICATE's mutual
+        # authentication, EXTERNAL AUTHENTICATE) is proven, whatever proof it would get.
+        done = {
+            (s.key_ref, s.master_key, s.diversifier, s.scheme)
+            for s in checked
+            if s.kind in (StepKind.OPEN_SM, StepKind.EXTERNAL_AUTH)
+        }
+        for kp in plan.keys:
+            if kp.master_key and (kp.ref, kp.master_key, kp.diversifier, kp.scheme) in done:
+                result.proven.append(kp.name)
+                continue
+            why = self._prove(runner, runner.serial, kp, collected, result)
+            if why:
+                return _fail(result, f"{kp.name} (ref {kp.ref}): {why}")
+        for name, ref, expect in plan.pins:
+            probe = Step(StepKind.APDU, f"VERIFY {name} status", apdu=cos.verify(ref))
+            try:
+                runner.run([dataclasses.replace(probe, expect_sw=expect)])
+            except ChipFailure as e:
+                return _fail(result, f"PIN {name} (ref {ref}) state: {e.reason}")
+            result.pins += 1
+        if plan.pan_read:
+            result.reads_pan = True
+            if PAN_KEY not in runner.collected:
+                try:
+                    runner.run(plan.pan_read)
+                except ChipFailure as e:
+                    return _fail(result, f"PAN read-back: {e.reason}")
+            result.chip_pan = chip_pan(runner.collected.get(PAN_KEY, b""))
+        return result
 
     def _prove(
         self,

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import accumulate
 
 from PIL import Image, ImageChops, ImageStat
 
@@ -82,12 +83,7 @@ def ncc(a: Image.Image, b: Image.Image) -> float:
 def _column_sums(img: Image.Image) -> list[int]:
     """Prefix sums of the image's column totals (index i: columns 0 .. i-1)."""
     row = img.resize((img.width, 1), Image.Resampling.BOX)
-    out = [0]
-    total = 0
-    for v in row.tobytes():
-        total += v
-        out.append(total)
-    return out
+    return list(accumulate(row.tobytes(), initial=0))
 
 
 def _normal(text: str) -> str:
