@@ -4,13 +4,17 @@ Prints one JSON object:
 
 * ``wall_s`` - the line's run (import and reports excluded; ``import_s`` apart);
 * ``host_cpu_ms_per_card`` - process CPU of the run per card, less the CPU spent
-  inside the simulated cards (a real card computes on its own chip);
+  inside the simulated cards (a real card computes on its own chip) and inside the
+  other simulated machines (``simulated_ms_per_card``: the stripe encoder's heads,
+  the embosser/laser/printer's raster, the QC camera's image analysis - each runs
+  on its own controller on a real line); ``process_cpu_ms_per_card`` is all of it;
 * ``floor`` - measured in the same run (DESIGN.md §7): ``card_session_ms_per_card``
   is the bare chip session of the same prepared cards (initialization,
   personalization and chip check through the HSM, no database, no other station)
   with the card simulation included; ``card_simulation_ms_per_card`` the card
-  simulation alone; ``ratio_line_to_session`` = line CPU per card (card simulation
-  included) / the bare session's;
+  simulation alone; ``ratio_host_to_session_host`` = the line's host CPU per card /
+  the bare session's host share (session less card simulation);
+  ``ratio_line_to_session`` = process CPU per card / the bare session's;
 * ``modeled_cards_per_hour`` - the pipeline model (:mod:`cardperso.line.timing`)
   over every card of the run, for 1, 4, 8 and 16 chip-encoding modules, each with
   its limiting station; ``modeled_at_9600_bps`` the same from a sample of cards
@@ -151,11 +155,18 @@ def main(count: int = 10_000, modules: int = 8) -> dict[str, object]:
         "import_s": round(import_s, 2),
         "wall_s": round(run.wall_s, 2),
         "host_cpu_ms_per_card": round(run.host_cpu_ms_per_card(), 3),
-        "line_cpu_ms_per_card_with_card_simulation": round(line_total_ms, 3),
+        "simulated_ms_per_card": {
+            "cards": round(run.card_cpu_ms_per_card(), 3),
+            **{k: round(v, 3) for k, v in run.equipment_cpu_ms_per_card().items()},
+        },
+        "process_cpu_ms_per_card": round(line_total_ms, 3),
         "target_host_cpu_ms_per_card": 5.0,
         "floor": {
             "card_session_ms_per_card": round(session_ms, 3),
             "card_simulation_ms_per_card": round(card_ms, 3),
+            "ratio_host_to_session_host": round(
+                run.host_cpu_ms_per_card() / max(session_ms - card_ms, 1e-9), 2
+            ),
             "ratio_line_to_session": round(line_total_ms / session_ms, 2),
         },
         "modeled_cards_per_hour": {

@@ -175,6 +175,11 @@ class RunResult:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     card_cpu_s: float = 0.0
+    """CPU spent inside the simulated cards (a real card computes on its own chip)."""
+    equipment_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU of the other simulated machines, by machine: the stripe encoder's heads,
+    the embosser/laser/printer's raster, the QC camera's image analysis. On a line
+    each runs on its own controller; the host sends data and reads verdicts."""
     module_stats: dict[str, ModuleStats] = field(default_factory=dict)
     recovered: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
@@ -183,13 +188,18 @@ class RunResult:
 
     @property
     def host_cpu_s(self) -> float:
-        return max(self.cpu_s - self.card_cpu_s, 0.0)
+        """Process CPU less the simulated cards and machines: the bureau host's share."""
+        return max(self.cpu_s - self.card_cpu_s - sum(self.equipment_cpu_s.values()), 0.0)
 
     def host_cpu_ms_per_card(self) -> float:
         return self.host_cpu_s * 1000 / self.cards if self.cards else 0.0
 
     def card_cpu_ms_per_card(self) -> float:
         return self.card_cpu_s * 1000 / self.cards if self.cards else 0.0
+
+    def equipment_cpu_ms_per_card(self) -> dict[str, float]:
+        n = self.cards or 1
+        return {k: v * 1000 / n for k, v in self.equipment_cpu_s.items()}
 
     def modeled(self, modules: int | None = None) -> PipelineResult:
         return pipeline(self.stages, modules or self.modules)
@@ -204,6 +214,7 @@ class RunResult:
             "wall_s": round(self.wall_s, 3),
             "cpu_s": round(self.cpu_s, 3),
             "card_cpu_s": round(self.card_cpu_s, 3),
+            "equipment_cpu_s": round(sum(self.equipment_cpu_s.values()), 3),
             "modeled_cards_per_hour": round(model.cards_per_hour, 1),
             "limiting_station": model.limiting_station,
             "stopped": self.stopped,
@@ -294,14 +305,16 @@ class Line:
             )
             for i in range(cfg.modules)
         ]
+        equipment = {name: CpuMeter() for name in ("encoder", "printer", "camera")}
         stations = (
-            MagstripeStation(cfg.timing, cfg.stripe_fault),
+            MagstripeStation(cfg.timing, cfg.stripe_fault, meter=equipment["encoder"]),
             VisualStation(
                 cfg.timing,
                 px_per_mm=cfg.px_per_mm,
                 faces_dir=cfg.faces_dir,
                 keep_faces=cfg.keep_faces,
                 fault=cfg.visual_fault,
+                meter=equipment["printer"],
             ),
             QcStation(
                 cfg.timing,
@@ -310,6 +323,7 @@ class Line:
                 profile=profile,
                 rng=self._rng("QC"),
                 card_secret=cfg.card_secret,
+                meter=equipment["camera"],
             ),
         )
         transport: queue.Queue[Any] = queue.Queue(maxsize=max(cfg.buffer, 1))
@@ -339,6 +353,7 @@ class Line:
         result.wall_s = time.perf_counter() - wall0
         result.cpu_s = time.process_time() - cpu0
         result.card_cpu_s = meter.seconds
+        result.equipment_cpu_s = {name: m.seconds for name, m in equipment.items()}
         result.module_stats = {m.module_id: m.stats for m in modules}
         result.faces = list(stations[1].kept)
         for m in modules:
@@ -598,13 +613,12 @@ class Line:
         }
         if card.collected:
             detail["collected"] = {k: v.hex().upper() for k, v in card.collected.items()}
-        if not self.config.checkpoint:
-            repo.record_station(
-                s, card.attempt_id, CHIP_ENTRY, True, when=when, detail=_chip_detail(card)
-            )
+        chip = () if self.config.checkpoint else ((CHIP_ENTRY, _chip_detail(card)),)
         if failed is None:
-            repo.mark_good(s, card.attempt_id, when=when, station=(FINISH_ENTRY, detail))
+            repo.mark_good(s, card.attempt_id, when=when, stations=(*chip, (FINISH_ENTRY, detail)))
             return
+        if chip:
+            repo.record_station(s, card.attempt_id, CHIP_ENTRY, True, when=when, detail=chip[0][1])
         repo.record_station(s, card.attempt_id, FINISH_ENTRY, False, when=when, detail=detail)
         repo.reject(
             s,

@@ -80,6 +80,7 @@ class BatchSummary:
     card_cpu_ms_per_card: float | None
     runs: int
     problems: list[str] = field(default_factory=list)
+    equipment_cpu_ms_per_card: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +109,7 @@ class BatchSummary:
                 "runs": self.runs,
                 "host_cpu_ms_per_card": self.host_cpu_ms_per_card,
                 "card_simulation_cpu_ms_per_card": self.card_cpu_ms_per_card,
+                "machine_simulation_cpu_ms_per_card": self.equipment_cpu_ms_per_card,
             },
             "invariants": {"ok": not self.problems, "problems": self.problems[:50]},
         }
@@ -136,7 +138,8 @@ class BatchSummary:
         if self.host_cpu_ms_per_card is not None:
             out.append(
                 f"  host CPU {self.host_cpu_ms_per_card:.2f} ms per card "
-                f"(card simulation {self.card_cpu_ms_per_card or 0:.2f} ms, not counted)"
+                f"(simulated cards {self.card_cpu_ms_per_card or 0:.2f} ms and machines "
+                f"{self.equipment_cpu_ms_per_card or 0:.2f} ms, not counted)"
             )
         out.append(
             "  invariants: hold"
@@ -202,6 +205,7 @@ def batch_summary(session: Session, batch_id: int, modules: int | None = None) -
     cards = sum(int(r["cards"]) for r in runs)
     cpu = sum(float(r["cpu_s"]) for r in runs)
     card_cpu = sum(float(r["card_cpu_s"]) for r in runs)
+    machines = sum(float(r.get("equipment_cpu_s", 0.0)) for r in runs)
     return BatchSummary(
         batch_id=batch_id,
         reference=batch.reference,
@@ -219,8 +223,11 @@ def batch_summary(session: Session, batch_id: int, modules: int | None = None) -
         modules=n_modules,
         modeled=modeled,
         modeled_by_modules=by_modules,
-        host_cpu_ms_per_card=round((cpu - card_cpu) * 1000 / cards, 3) if cards else None,
+        host_cpu_ms_per_card=(
+            round((cpu - card_cpu - machines) * 1000 / cards, 3) if cards else None
+        ),
         card_cpu_ms_per_card=round(card_cpu * 1000 / cards, 3) if cards else None,
+        equipment_cpu_ms_per_card=round(machines * 1000 / cards, 3) if cards else None,
         runs=len(runs),
         problems=consistency_problems(session, batch_id),
     )

@@ -44,6 +44,7 @@ from cardperso.dataprep.prepared import PreparedCard, Step, StepKind
 from cardperso.errors import ReaderError
 from cardperso.hsm import Hsm, HsmSession, Role
 from cardperso.line.chip import KeyCache, read_serial
+from cardperso.line.feeder import CpuMeter
 from cardperso.line.magstripe import SimulatedStripe, StripeFault, encode_and_verify
 from cardperso.line.qc.chipproof import ChipProof, ProofResult, database_pan, proof_plan
 from cardperso.line.qc.config import QcConfig
@@ -172,16 +173,23 @@ class MagstripeStation:
 
     name = "magstripe"
 
-    def __init__(self, timing: LineTiming, fault: StripeFault | None = None) -> None:
+    def __init__(
+        self, timing: LineTiming, fault: StripeFault | None = None, meter: CpuMeter | None = None
+    ) -> None:
         self.timing = timing
         self.fault = fault
+        self.meter = meter
+        """Counts the CPU of the simulated encoder head (writing and reading the stripe)."""
 
     def process(self, card: CardInLine) -> StationResult:
         tracks = card.prepared.tracks
         t = self.timing.magstripe(len(tracks))
         if not tracks:
             return StationResult(self.name, True, t, {"tracks": 0})
+        t0 = time.thread_time()
         check = encode_and_verify(card.stripe, tracks, serial=card.serial, fault=self.fault)
+        if self.meter is not None:
+            self.meter.add(time.thread_time() - t0)
         card.stripe_pan = check.pan
         return StationResult(self.name, check.ok, t, {"tracks": len(tracks)}, check.reason)
 
@@ -203,8 +211,11 @@ class VisualStation:
         faces_dir: Path | None = None,
         keep_faces: int = 0,
         fault: VisualFault | None = None,
+        meter: CpuMeter | None = None,
     ) -> None:
         self.timing = timing
+        self.meter = meter
+        """Counts the CPU of the simulated embosser, laser and printer (the face's raster)."""
         self.px_per_mm = px_per_mm
         self.faces_dir = faces_dir
         self.keep_faces = keep_faces
@@ -213,7 +224,10 @@ class VisualStation:
 
     def process(self, card: CardInLine) -> StationResult:
         body = card.prepared.card_body
+        t0 = time.thread_time()
         face = render_face(body, self.px_per_mm)
+        if self.meter is not None:
+            self.meter.add(time.thread_time() - t0)
         if self.fault is not None:
             face = self.fault(card.serial, face)
         card.face = face
@@ -260,8 +274,11 @@ class QcStation:
         profile: Profile | None = None,
         rng: RandomSource | None = None,
         card_secret: str = "CARD.SECRET",  # noqa: S107 - a key label
+        meter: CpuMeter | None = None,
     ) -> None:
         self.timing = timing
+        self.meter = meter
+        """Counts the CPU of the simulated camera system (OCV, OCR, photo correlation)."""
         self.config = config or QcConfig()
         self.hsm = hsm
         self.profile = profile
@@ -338,6 +355,8 @@ class QcStation:
             t0 = time.thread_time()
             seen = self.vision.check(card.face, card.prepared.card_body, ocr=ocr)
             self._spent("ocr" if ocr else "vision", t0)
+            if self.meter is not None:
+                self.meter.add(time.thread_time() - t0)
             detail["vision"] = seen.as_detail()
             why = seen.reason(self.config)
             if why:

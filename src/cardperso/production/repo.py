@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -941,14 +941,16 @@ def mark_good(
     *,
     when: datetime,
     station: tuple[str, Mapping[str, Any] | None] | None = None,
+    stations: Sequence[tuple[str, Mapping[str, Any] | None]] = (),
 ) -> None:
     """The card passed every check: job good, card consumed, chip reported used.
 
-    ``station`` (name, detail) appends the last station's result in the same write."""
+    ``station`` (name, detail), then each of ``stations``, appends a passed station's
+    result in the same write (one read and one write of the attempt per card)."""
     row = _open_attempt(session, attempt)
     results = list(row.station_results)
-    if station is not None:
-        results.append(_station_entry(station[0], True, when, station[1]))
+    for name, detail in (*([station] if station is not None else []), *stations):
+        results.append(_station_entry(name, True, when, detail))
     _set_results(session, row, results, outcome=AttemptOutcome.GOOD, ended_at=when)
     conn = session.connection()
     _expect_one(
