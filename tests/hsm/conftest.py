@@ -1,9 +1,11 @@
 """HSM test fixtures: the backend-parametrized harness and the exception leak check.
 
-``hsm`` runs each contract test once per backend in ``BACKENDS`` (only the soft
-HSM today; the PKCS#11 backend joins this list). The autouse fixture records the
-text of every cardperso error and cipher error constructed during a test and
-fails the test if any watched clear key or PIN (support.WATCHED_*) appears in it.
+``hsm`` runs each contract test once per backend in ``BACKENDS``: the soft HSM
+and the PKCS#11 backend on a SoftHSM2 token (``softhsm.py``; marked
+``realcomponent``, skipped without SoftHSM2 unless ``CARDPERSO_REQUIRE_ALL=1``).
+The autouse fixture records the text of every cardperso error and cipher error
+constructed during a test and fails the test if any watched clear key or PIN
+(support.WATCHED_*) appears in it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from cardperso.crypto.rand import SeededRandom
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm import SoftHsm
+from cardperso.hsm.softhsm import SoftHsmToken
 
 from .support import Harness, TickClock, leaks_in_text
 
-BACKENDS = ["soft"]
+BACKENDS = [
+    pytest.param("soft", id="soft"),
+    pytest.param("pkcs11", id="pkcs11", marks=pytest.mark.realcomponent),
+]
 PASSPHRASE = SecretStr("test passphrase, not secret")
 FAST_SCRYPT = 2**10  # tests only; production keystores use DEFAULT_SCRYPT_N
 
@@ -43,6 +49,10 @@ def make_soft(tmp_path: Path, seed: str = "hsm tests", **kw: Any) -> Harness:
 def make_harness(backend: str, tmp_path: Path) -> Harness:
     if backend == "soft":
         return make_soft(tmp_path)
+    if backend == "pkcs11":
+        from .softhsm import make_pkcs11
+
+        return make_pkcs11(tmp_path)
     pytest.skip(f"backend {backend} not available")  # pragma: no cover - future backends
 
 
@@ -80,3 +90,11 @@ def raised_messages(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield messages
     leaks = [leak for m in messages for leak in leaks_in_text(m)]
     assert not leaks, f"an exception message carried a secret: {leaks}"
+
+
+@pytest.fixture(scope="session")
+def softhsm_token() -> SoftHsmToken:
+    """This test process's SoftHSM2 token (made once in a temporary directory)."""
+    from .softhsm import test_token
+
+    return test_token()

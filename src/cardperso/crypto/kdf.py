@@ -14,7 +14,7 @@ from collections.abc import Callable
 from cardperso.crypto.ciphers import BlockCipher, CipherError
 from cardperso.crypto.mac import cmac
 
-__all__ = ["counter_mode_cmac", "sp800_108_counter_cmac"]
+__all__ = ["counter_mode_cmac", "sp800_108_counter_cmac", "sp800_108_fixed_inputs"]
 
 
 def counter_mode_cmac(
@@ -49,6 +49,26 @@ def sp800_108_counter_cmac(
     block means a shorter request is never a prefix of a longer one. The counter
     may not wrap (SP 800-108r1 §4.1 step 2: n <= 2^r - 1).
     """
+    return counter_mode_cmac(
+        cipher, length, _fixed_inputs(cipher.block_size, label, context, length, counter_bytes)
+    )
+
+
+def sp800_108_fixed_inputs(
+    block_size: int, label: bytes, context: bytes, length: int, *, counter_bytes: int = 4
+) -> list[bytes]:
+    """The PRF inputs of :func:`sp800_108_counter_cmac`, one per output block, in order.
+
+    A security module that offers CMAC but no SP 800-108 mechanism runs the KDF
+    from these (see :func:`cardperso.crypto.mac.cmac_final_inputs`).
+    """
+    fixed = _fixed_inputs(block_size, label, context, length, counter_bytes)
+    return [fixed(i) for i in range(1, -(-length // block_size) + 1)]
+
+
+def _fixed_inputs(
+    block_size: int, label: bytes, context: bytes, length: int, counter_bytes: int
+) -> Callable[[int], bytes]:
     if counter_bytes not in (1, 2, 3, 4):
         raise CipherError(f"counter width must be 1 to 4 bytes, not {counter_bytes}")
     if length <= 0:
@@ -56,7 +76,7 @@ def sp800_108_counter_cmac(
     bits = length * 8
     if bits >= 1 << 32:
         raise CipherError("KDF output length does not fit the 32-bit [L] field")
-    rounds = -(-length // cipher.block_size)
+    rounds = -(-length // block_size)
     if rounds >= 1 << (8 * counter_bytes):
         raise CipherError(f"KDF output of {length} bytes overflows a {counter_bytes}-byte counter")
     tail = bytes(label) + b"\x00" + bytes(context) + bits.to_bytes(4, "big")
@@ -64,4 +84,4 @@ def sp800_108_counter_cmac(
     def fixed_input(i: int) -> bytes:
         return i.to_bytes(counter_bytes, "big") + tail
 
-    return counter_mode_cmac(cipher, length, fixed_input)
+    return fixed_input

@@ -24,6 +24,7 @@ from cardperso.crypto.ciphers import AES, DES, TDES, BlockCipher, CipherError, _
 
 __all__ = [
     "cmac",
+    "cmac_final_inputs",
     "mac_alg1",
     "mac_alg3",
     "pad_iso9797",
@@ -159,7 +160,40 @@ def cmac(cipher: BlockCipher, data: bytes) -> bytes:
     """
     if type(cipher) in _IN_PROCESS:
         return cast(_Cipher, cipher)._cmac(data)
+    native = getattr(cipher, "native_cmac", None)
+    if native is not None:  # a security-module key with a CMAC mechanism of its own
+        return cast(bytes, native(bytes(data)))
     return _cmac_generic(cipher, data)
+
+
+def cmac_final_inputs(cipher: BlockCipher, messages: list[bytes], subkey_base: bytes) -> bytes:
+    """For each message M, the block X with CMAC_K(M) = E_K(X), concatenated.
+
+    X is the last block of M (completed with K1, or padded and masked with K2)
+    XOR the CBC-MAC of the blocks before it (SP 800-38B §6.2 steps 5-6). With
+    ``subkey_base`` = L = E_K(0^b) given, this needs only CBC encryption of the
+    leading blocks, so a security module can then compute E_K(X1 || X2 ..) by a
+    key *derivation* mechanism (``CKM_AES_ECB_ENCRYPT_DATA``): the MAC outputs
+    become a new key inside the module and never exist outside it.
+    """
+    bs = cipher.block_size
+    rb = _CMAC_RB.get(bs)
+    if rb is None or len(subkey_base) != bs:
+        raise CipherError("CMAC final inputs need a 64- or 128-bit block and L of one block")
+    subkey1 = _double(subkey_base, rb)
+    subkey2 = _double(subkey1, rb)
+    out = []
+    for data in messages:
+        data = bytes(data)
+        if data and len(data) % bs == 0:
+            head, last = data[:-bs], _xor(data[-bs:], subkey1)
+        else:
+            cut = len(data) - len(data) % bs
+            tail = data[cut:] + b"\x80"
+            head, last = data[:cut], _xor(tail + bytes(bs - len(tail)), subkey2)
+        chain = cipher.encrypt_cbc(head)[-bs:] if head else bytes(bs)
+        out.append(_xor(last, chain))
+    return b"".join(out)
 
 
 def _cmac_generic(cipher: BlockCipher, data: bytes) -> bytes:

@@ -2,8 +2,10 @@
 
 Callers open a session for their role on an :class:`Hsm` and pass
 :class:`KeyHandle` objects; key bytes never leave a backend. See
-:mod:`cardperso.hsm.api` for the contract and :mod:`cardperso.hsm.soft` for the
-embedded default.
+:mod:`cardperso.hsm.api` for the contract, :mod:`cardperso.hsm.engine` for the
+recipes every backend shares, :mod:`cardperso.hsm.soft` for the embedded default
+and :mod:`cardperso.hsm.pkcs11` for a token behind a PKCS#11 library (imported on
+demand: ``from cardperso.hsm.pkcs11 import Pkcs11Hsm``).
 """
 
 from cardperso.errors import HsmError, KeyUsageError
