@@ -5,11 +5,13 @@ for the card inside the HSM; the APDU trace never shows it in clear."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cardperso import tlv
 from cardperso.errors import HsmError
-from cardperso.hsm import Role
+from cardperso.hsm import Role, SmCommand
 from cardperso.hsm.roles import PermissionDeniedError
 from cardperso.readers import cos
 from cardperso.readers.virtual import virtual_reader
@@ -116,3 +118,76 @@ def test_a_channel_belongs_to_its_session(hsm: Harness, kit: Kit) -> None:
     other = hsm.hsm.session(Role.PERSONALIZATION, "another-station")
     with pytest.raises(HsmError, match="no such open card channel"):
         other.card_sm_wrap(channel, bytes([0, 0xB0, 0x81, 0]), le=8)
+
+
+# -- several commands per call (card_sm_wrap_many / card_sm_unwrap_many) -----------------
+
+READ_SM = bytes([0, 0xB0, 0x81, 0])  # READ BINARY of the SM-only file (SFI 1)
+UPDATE_SM = bytes([0, 0xD6, 0x81, 0])  # UPDATE BINARY of it
+
+
+def _audit_ops(hsm: Harness) -> list[str]:
+    return [json.loads(line)["operation"] for line in hsm.audit.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("km_attr", ["km_aes", "km_tdes"])
+def test_several_commands_wrap_in_one_call_and_the_channel_stays_in_step(
+    hsm: Harness, kit: Kit, km_attr: str
+) -> None:
+    reader, _send, pers, channel = _open(hsm, kit, km_attr=km_attr)
+    before = len(_audit_ops(hsm))
+    commands = [
+        SmCommand(UPDATE_SM, bytes(range(1, 17))),
+        SmCommand(UPDATE_SM[:3] + b"\x10", bytes(range(17, 33))),
+        SmCommand(READ_SM, le=32),
+    ]
+    wrapped = pers.card_sm_wrap_many(channel, commands)
+    answers = [reader.transmit(apdu) for apdu in wrapped]
+    opened = pers.card_sm_unwrap_many(channel, answers)
+    assert opened == [(b"", 0x9000), (b"", 0x9000), (bytes(range(1, 33)), 0x9000)]
+    # one audit record for each call, naming the commands, never their data
+    ops = _audit_ops(hsm)[before:]
+    assert ops == ["card_sm_wrap", "card_sm_unwrap"]
+    record = json.loads(hsm.audit.read_text().splitlines()[-2])
+    assert record["detail"]["commands"] == "3" and record["detail"]["ins"] == "D6 D6 B0"
+    # a single command afterwards still agrees with the card's counter
+    resp = reader.transmit(pers.card_sm_wrap(channel, READ_SM, le=4))
+    assert pers.card_sm_unwrap(channel, resp) == (bytes([1, 2, 3, 4]), 0x9000)
+
+
+def test_a_run_cut_short_by_the_card_leaves_the_channel_in_step(hsm: Harness, kit: Kit) -> None:
+    reader, _send, pers, channel = _open(hsm, kit)
+    wrapped = pers.card_sm_wrap_many(
+        channel,
+        [
+            SmCommand(READ_SM, le=8),
+            SmCommand(bytes([0, 0xB0, 0x85, 0]), le=8),  # SFI 5: no such file
+            SmCommand(READ_SM, le=8),  # never sent
+        ],
+    )
+    answers = [reader.transmit(wrapped[0]), reader.transmit(wrapped[1])]
+    opened = pers.card_sm_unwrap_many(channel, answers)
+    assert [sw for _, sw in opened] == [0x9000, 0x6A82]
+    resp = reader.transmit(pers.card_sm_wrap(channel, READ_SM, le=8))
+    assert pers.card_sm_unwrap(channel, resp) == (bytes(8), 0x9000)
+
+
+def test_a_tampered_answer_ends_the_list_and_the_channel(hsm: Harness, kit: Kit) -> None:
+    reader, _send, pers, channel = _open(hsm, kit)
+    wrapped = pers.card_sm_wrap_many(channel, [SmCommand(READ_SM, le=8)] * 3)
+    answers = [bytearray(reader.transmit(apdu)) for apdu in wrapped]
+    answers[1][3] ^= 1
+    opened = pers.card_sm_unwrap_many(channel, [bytes(a) for a in answers])
+    assert opened == [(bytes(8), 0x9000)]
+    with pytest.raises(HsmError, match="no such open card channel"):
+        pers.card_sm_wrap_many(channel, [SmCommand(READ_SM, le=8)])
+
+
+def test_a_batch_with_a_bad_header_wraps_nothing(hsm: Harness, kit: Kit) -> None:
+    reader, _send, pers, channel = _open(hsm, kit)
+    with pytest.raises(HsmError, match="header"):
+        pers.card_sm_wrap_many(channel, [SmCommand(READ_SM, le=8), SmCommand(b"\x0c\xb0\x81")])
+    with pytest.raises(HsmError):
+        pers.card_sm_wrap_many(channel, [])
+    resp = reader.transmit(pers.card_sm_wrap(channel, READ_SM, le=8))
+    assert pers.card_sm_unwrap(channel, resp) == (bytes(8), 0x9000)

@@ -34,6 +34,7 @@ from cardperso.hsm.api import (
     RandomKey,
     RandomPin,
     SealedData,
+    SmCommand,
     WrappedKey,
 )
 from cardperso.hsm.audit import AuditChainError, verify_chain
@@ -76,6 +77,7 @@ __all__ = [
     "RequestSeededRandom",
     "Role",
     "SealedData",
+    "SmCommand",
     "SoftHsm",
     "SoftSession",
     "WrappedKey",

@@ -67,6 +67,7 @@ __all__ = [
     "RandomKey",
     "RandomPin",
     "SealedData",
+    "SmCommand",
     "WrappedKey",
 ]
 
@@ -224,6 +225,18 @@ class AgreedKeys:
     enc: KeyHandle
     mac: KeyHandle
     host_public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SmCommand:
+    """One command for :meth:`HsmSession.card_sm_wrap_many` (the arguments of
+    :meth:`HsmSession.card_sm_wrap`)."""
+
+    header: bytes
+    data: bytes = b""
+    le: int = 0
+    transport: KeyHandle | None = None
+    iv: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,6 +698,25 @@ class HsmSession(ABC):
         (the chapter's Figure 10.63 re-encryption). ``transport`` may also be a
         CARD_SECRET key with a cryptogram from :meth:`card_secrets`: then the
         cryptogram must be bound to ``header``, or it is refused."""
+
+    @abstractmethod
+    def card_sm_wrap_many(self, channel: CardChannel, commands: Sequence[SmCommand]) -> list[bytes]:
+        """:meth:`card_sm_wrap` of several commands in one call (one audit record), in
+        the order the card gets them. The send sequence counter leaves room for each
+        answer (ISO/IEC 7816-4 §10 as profiled by ICAO Doc 9303-11 §9.8: the card
+        counts every command and every answer), so the answers open in order
+        through :meth:`card_sm_unwrap_many`. If the card fails one, send nothing
+        more: the channel stays in step with the answers opened."""
+
+    @abstractmethod
+    def card_sm_unwrap_many(
+        self, channel: CardChannel, responses: Sequence[bytes]
+    ) -> list[tuple[bytes, int]]:
+        """:meth:`card_sm_unwrap` of the answers to commands from
+        :meth:`card_sm_wrap_many`, in order, in one call. A response that is
+        rejected ends the list there and closes the channel (as
+        :meth:`card_sm_unwrap` would): fewer results than responses means the next
+        one failed its check."""
 
     @abstractmethod
     def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:

@@ -67,6 +67,7 @@ from cardperso.hsm.api import (
     RandomKey,
     RandomPin,
     SealedData,
+    SmCommand,
     WrappedKey,
 )
 from cardperso.hsm.audit import AuditLog, ChainReport, verify_chain
@@ -424,7 +425,9 @@ class RecipeSession(HsmSession):
         self._volatile: dict[str, KeyMaterial] = {}
         self._channels: dict[str, securemsg.SmChannel] = {}
         self._channel_keys: dict[str, Scratch] = {}  # channel label -> its session keys
-        self._wrapped: dict[str, bytes] = {}  # channel label -> header of the last command
+        # channel label -> (header, the counter its answer follows) of each command
+        # sent and not yet answered, in order
+        self._wrapped: dict[str, list[tuple[bytes, int]]] = {}
         # (channel label, EC key ref) -> the public point the card answered on it
         self._points: dict[tuple[str, int], bytes] = {}
         # channel label -> (key ref, ephemeral key, card point, scratch holding the key)
@@ -849,8 +852,9 @@ class RecipeSession(HsmSession):
                 if old is not None:
                     dispose(old[3])
                 self._agreements[channel.label] = (key_ref, private, card_public, kept)
-                self._wrapped[channel.label] = header
-                return ch.wrap_command(cmd)
+                apdu = ch.wrap_command(cmd)
+                self._wrapped[channel.label] = [(header, ch.ssc)]
+                return apdu
 
     def card_sm_open_ecdh(self, channel: CardChannel, response: bytes) -> CardChannel:
         op = Operation.CARD_SM_OPEN_ECDH
@@ -924,26 +928,76 @@ class RecipeSession(HsmSession):
         keys = ((transport, _SM_WRAP_USAGES),) if transport is not None else ()
         with self._call(op, *keys, detail={"channel": str(getattr(channel, "label", ""))}) as c:
             ch = self._channel(op, channel)
-            header = bytes(header)
-            if len(header) != 4 or header[0] not in (0x00, 0x80):
-                raise HsmError(op.value, "the header is CLA INS P1 P2 with CLA 00 or 80")
-            if not c.keys:
-                plain = bytes(data)
-            elif c.keys[0].handle.usage is KeyUsage.CARD_SECRET:
-                c.detail["card_secret"] = f"{header.hex().upper()}"
-                plain = _open_secret(op, c.keys[0], header, bytes(data), bytes(iv))
-            else:
-                plain = _decrypt_transport(c.keys[0], data, iv)
-            cmd = CommandAPDU(header[0], header[1], header[2], header[3], plain, le)
+            command = SmCommand(bytes(header), bytes(data), le, transport, bytes(iv))
+            key = c.keys[0] if c.keys else None
             with self._hsm._lock:
-                self._wrapped[channel.label] = header
-                return ch.wrap_command(cmd)
+                apdu, header = self._wrap_one(op, ch, command, key, c.detail)
+                self._wrapped[channel.label] = [(header, ch.ssc)]
+            return apdu
+
+    def card_sm_wrap_many(self, channel: CardChannel, commands: Sequence[SmCommand]) -> list[bytes]:
+        op = Operation.CARD_SM_WRAP
+        commands = list(commands)
+        handles = {c.transport.label: c.transport for c in commands if c.transport is not None}
+        keys = tuple((h, _SM_WRAP_USAGES) for h in handles.values())
+        detail = {"channel": str(getattr(channel, "label", "")), "commands": str(len(commands))}
+        with self._call(op, *keys, detail=detail) as c:
+            if not all(isinstance(cmd, SmCommand) for cmd in commands) or not commands:
+                raise HsmError(op.value, "give one SmCommand or more")
+            ch = self._channel(op, channel)
+            resolved = dict(zip(handles, c.keys, strict=True))
+            out: list[bytes] = []
+            pending: list[tuple[bytes, int]] = []
+            with self._hsm._lock:
+                start = ch.ssc
+                try:
+                    for cmd in commands:
+                        key = resolved[cmd.transport.label] if cmd.transport is not None else None
+                        apdu, header = self._wrap_one(op, ch, cmd, key, c.detail)
+                        out.append(apdu)
+                        # the card counts each command and its answer: the answer to
+                        # this command comes next, then the following command
+                        pending.append((header, ch.ssc))
+                        ch.ssc += 1
+                except BaseException:
+                    ch.ssc = start  # nothing of this call reaches the card
+                    raise
+                # until the first answer is opened the counter stands after the first command
+                ch.ssc = pending[0][1]
+                self._wrapped[channel.label] = pending
+            c.detail["ins"] = " ".join(f"{h[1]:02X}" for h, _ in pending)
+            return out
+
+    def _wrap_one(
+        self,
+        op: Operation,
+        ch: securemsg.SmChannel,
+        command: SmCommand,
+        key: KeyMaterial | None,
+        detail: dict[str, str],
+    ) -> tuple[bytes, bytes]:
+        """(the protected APDU, its header) for one command; opens a transport or
+        card-secret cryptogram inside the HSM first."""
+        header = bytes(command.header)
+        if len(header) != 4 or header[0] not in (0x00, 0x80):
+            raise HsmError(op.value, "the header is CLA INS P1 P2 with CLA 00 or 80")
+        if key is None:
+            plain = bytes(command.data)
+        elif key.handle.usage is KeyUsage.CARD_SECRET:
+            listed = detail.get("card_secret")
+            detail["card_secret"] = (f"{listed} " if listed else "") + header.hex().upper()
+            plain = _open_secret(op, key, header, bytes(command.data), bytes(command.iv))
+        else:
+            plain = _decrypt_transport(key, command.data, command.iv)
+        cmd = CommandAPDU(header[0], header[1], header[2], header[3], plain, command.le)
+        return ch.wrap_command(cmd), header
 
     def _unwrap(
         self, op: Operation, channel: CardChannel, response: bytes, *, pin: bool
     ) -> tuple[bytes, int]:
         ch = self._channel(op, channel)
-        header = self._wrapped.get(channel.label, b"")
+        pending = self._wrapped.get(channel.label)
+        header, counter = pending[0] if pending else (b"", ch.ssc)
         generated = header[:2] == GENERATE_PIN_COMMAND
         if generated != pin:
             raise HsmError(
@@ -957,7 +1011,10 @@ class RecipeSession(HsmSession):
             raise HsmError(op.value, "a response ends in a status word")
         try:
             with self._hsm._lock:
-                self._wrapped.pop(channel.label, None)
+                waiting = self._wrapped.get(channel.label)
+                if waiting:
+                    waiting.pop(0)
+                ch.ssc = counter
                 data, sw = ch.unwrap_response(response[:-2], int.from_bytes(response[-2:], "big"))
                 if sw == 0x9000:
                     self._note_point(channel.label, header, data)
@@ -965,6 +1022,23 @@ class RecipeSession(HsmSession):
         except securemsg.SmError as e:
             self._close_channel(channel.label)
             raise HsmError(op.value, f"protected response rejected ({e})") from None
+
+    def card_sm_unwrap_many(
+        self, channel: CardChannel, responses: Sequence[bytes]
+    ) -> list[tuple[bytes, int]]:
+        op = Operation.CARD_SM_UNWRAP
+        detail = {"channel": str(getattr(channel, "label", "")), "responses": str(len(responses))}
+        with self._call(op, detail=detail) as c:
+            out: list[tuple[bytes, int]] = []
+            for response in responses:
+                try:
+                    out.append(self._unwrap(op, channel, response, pin=False))
+                except HsmError as e:
+                    c.detail["rejected"] = str(len(out))
+                    c.detail["why"] = str(e)[:120]
+                    break
+            c.detail["sw"] = " ".join(f"{sw:04X}" for _, sw in out)
+            return out
 
     def card_sm_unwrap(self, channel: CardChannel, response: bytes) -> tuple[bytes, int]:
         op = Operation.CARD_SM_UNWRAP

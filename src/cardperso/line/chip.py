@@ -42,6 +42,7 @@ from cardperso.hsm import (
     KeyHandle,
     PinBlockFormat,
     PinCopy,
+    SmCommand,
 )
 from cardperso.readers import Reader, cos, exchange
 
@@ -73,6 +74,11 @@ class KeyCache:
             handle = self.session.get_key(label)
             self._handles[label] = handle
         return handle
+
+
+def _protected(step: Step) -> bool:
+    """A step that is one protected command with a prepared answer check."""
+    return (step.kind is StepKind.APDU and step.sm) or step.kind is StepKind.SECRET
 
 
 def read_serial(reader: Reader) -> bytes:
@@ -107,9 +113,25 @@ class StepRunner:
     # -- running ------------------------------------------------------------------------
 
     def run(self, steps: Sequence[Step], start: int = 0) -> None:
-        """Run ``steps[start:]``; a failing step raises :class:`ChipFailure` with its index."""
-        for i in range(start, len(steps)):
-            self._step(steps[i], i)
+        """Run ``steps[start:]``; a failing step raises :class:`ChipFailure` with its index.
+
+        Consecutive protected commands (APDUs under secure messaging, prepared
+        secrets) are wrapped by the HSM in one call and their answers opened in one
+        (:meth:`~cardperso.hsm.HsmSession.card_sm_wrap_many`): each command still
+        goes to the card only after the previous answer came back with the expected
+        status word, and every answer is checked as a single step's would be."""
+        i, n = start, len(steps)
+        while i < n:
+            j = i
+            if self.channel is not None:
+                while j < n and _protected(steps[j]):
+                    j += 1
+            if j - i > 1:
+                self._protected_run(steps, i, j)
+                i = j
+            else:
+                self._step(steps[i], i)
+                i += 1
 
     def resume(self, steps: Sequence[Step], index: int) -> None:
         """Power-cycle the card, replay the context of ``steps[index]``, then go on from it."""
@@ -145,6 +167,62 @@ class StepRunner:
             raise ChipFailure(self.station, f"{step.note}: {e}", index=index) from None
         except HsmError as e:
             raise ChipFailure(self.station, f"{step.note}: {e}", index=index) from None
+        self._check(step, index, data, sw)
+
+    def _protected_run(self, steps: Sequence[Step], start: int, end: int) -> None:
+        """Steps ``start`` .. ``end - 1``, all protected, with one wrap and one unwrap call."""
+        assert self.channel is not None
+        run = steps[start:end]
+        secret_key = (
+            self.keys.get(self.card_secret)
+            if any(st.kind is StepKind.SECRET for st in run)
+            else None
+        )
+        commands: list[SmCommand] = []
+        for st in run:
+            if st.kind is StepKind.SECRET:
+                commands.append(SmCommand(st.header, st.cryptogram, 0, secret_key, st.iv))
+            else:
+                cmd = parse_command(st.apdu)
+                header = bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2])
+                commands.append(SmCommand(header, cmd.data, cmd.le))
+        try:
+            wrapped = self.hsm.card_sm_wrap_many(self.channel, commands)
+        except HsmError as e:
+            raise ChipFailure(self.station, f"{run[0].note}: {e}", index=start) from None
+        self.hsm_calls += 2
+        answers: list[bytes] = []
+        lost: tuple[int, ReaderError] | None = None
+        for k, apdu in enumerate(wrapped):
+            try:
+                r = exchange(self.reader, apdu)
+            except ReaderError as e:
+                lost = (start + k, e)
+                break
+            answers.append(r.data + r.sw.to_bytes(2, "big"))
+            if r.sw != run[k].expect_sw:
+                break  # the card refused: send nothing more; the check below names it
+        opened: list[tuple[bytes, int]] = []
+        if answers:
+            try:
+                opened = self.hsm.card_sm_unwrap_many(self.channel, answers)
+            except HsmError as e:
+                raise ChipFailure(self.station, f"{run[0].note}: {e}", index=start) from None
+        for k, (data, sw) in enumerate(opened):
+            self._check(run[k], start + k, data, sw)
+        if len(opened) < len(answers):
+            k = len(opened)
+            raise ChipFailure(
+                self.station,
+                f"{run[k].note}: HSM card_sm_unwrap: protected response rejected",
+                index=start + k,
+            )
+        if lost is not None:
+            index, err = lost
+            raise ChipFailure(self.station, f"{steps[index].note}: {err}", index=index)
+
+    def _check(self, step: Step, index: int, data: bytes, sw: int) -> None:
+        """The answer against the step's expected status word and data; keep it if asked."""
         if sw != step.expect_sw:
             raise ChipFailure(
                 self.station,
