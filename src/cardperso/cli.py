@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+import cardperso.line.cli_serve  # noqa: F401 - registers `card serve` on card_app
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm.api import KeyAlgorithm, KeyUsage
