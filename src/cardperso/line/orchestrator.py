@@ -81,7 +81,7 @@ from cardperso.line.timing import (
 )
 from cardperso.production import audit, repo, stock
 from cardperso.production.crypto_fields import FieldCipher
-from cardperso.production.db import Database
+from cardperso.production.db import Database, HotPath
 from cardperso.production.models import Batch, CardJob, JobState, StockKind
 from cardperso.production.models import Profile as ProfileRow
 from cardperso.profiles.loader import parse_profile
@@ -426,7 +426,7 @@ class Line:
             self._released += 1
             self._cond.notify_all()
 
-    def _claim(self, module_id: str, batch_id: int) -> CardInLine | None:
+    def _claim(self, module_id: str, batch_id: int, hot: HotPath) -> CardInLine | None:
         cfg = self.config
         with self._cond:
             if self._stop.is_set() or self._done:
@@ -437,7 +437,7 @@ class Line:
             self._claimed += 1
         claim: repo.LineClaim | None = None
         try:
-            with self.db.transaction() as s:
+            with hot.transaction() as s:
                 claim = repo.claim_for_module(
                     s,
                     batch_id,
@@ -497,10 +497,24 @@ class Line:
     def _module_loop(
         self, module: ChipModule, batch_id: int, script: InitScript, transport: queue.Queue[Any]
     ) -> None:
+        hot = self.db.hot_path()
+        try:
+            self._make_cards(module, batch_id, script, transport, hot)
+        finally:
+            hot.close()
+
+    def _make_cards(
+        self,
+        module: ChipModule,
+        batch_id: int,
+        script: InitScript,
+        transport: queue.Queue[Any],
+        hot: HotPath,
+    ) -> None:
         while not module.stats.out_of_service:
             with self._cond:
                 released_before = self._released
-            card = self._claim(module.module_id, batch_id)
+            card = self._claim(module.module_id, batch_id, hot)
             if card is None:
                 if self._stop.is_set() or (
                     self.config.max_cards is not None and self._claimed >= self.config.max_cards
@@ -512,7 +526,7 @@ class Line:
             try:
                 module.process(card, script)
                 if self.config.checkpoint:
-                    with self.db.transaction() as s:
+                    with hot.transaction() as s:
                         repo.record_station(
                             s,
                             card.attempt_id,
@@ -538,6 +552,20 @@ class Line:
         Cards that are already waiting on the transport are finished together, in
         one transaction (group commit): the stacker releases them only once it is
         committed, so a crash before it leaves them all in the reject bin."""
+        hot = self.db.hot_path()
+        try:
+            self._finish_cards(stations, transport, result, tracker, hot)
+        finally:
+            hot.close()
+
+    def _finish_cards(
+        self,
+        stations: tuple[MagstripeStation, VisualStation, QcStation],
+        transport: queue.Queue[Any],
+        result: RunResult,
+        tracker: _Tracker,
+        hot: HotPath,
+    ) -> None:
         timing = self.config.timing
         group = max(self.config.commit_group, 1)
         while True:
@@ -560,7 +588,7 @@ class Line:
                 for card in cards:
                     outcomes.append(self._finishing_stations(card, stations, timing))
                 if cards:
-                    with self.db.transaction() as s:
+                    with hot.transaction() as s:
                         when = self.db.now()
                         for card, failed in zip(cards, outcomes, strict=True):
                             self._finish(s, when, card, failed)

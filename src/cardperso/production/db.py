@@ -33,12 +33,15 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from cardperso.production.rawsql import FAST_EXECUTOR, FastExecutor
+
 __all__ = [
     "DEFAULT_SQLITE_FILE",
     "URL_ENV",
     "Clock",
     "Database",
     "DeferredWork",
+    "HotPath",
     "current_revision",
     "default_url",
     "head_revision",
@@ -95,6 +98,10 @@ def make_engine(
     to :func:`sqlalchemy.create_engine`.
     """
     parsed = normalize_url(url if url is not None else default_url())
+    # The line holds one connection per module thread for its whole run (HotPath),
+    # plus the finisher's and the callers': room for the largest line (16 modules).
+    kwargs.setdefault("pool_size", 24)
+    kwargs.setdefault("max_overflow", 16)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ValueError("the production database must be a file (WAL needs one)")
@@ -202,11 +209,47 @@ class Database:
         finally:
             session.close()
 
+    def hot_path(self) -> HotPath:
+        """A connection for one thread's run of short, repeated write transactions
+        (the line's claims and finishes); close it when the thread is done."""
+        return HotPath(self)
+
     def upgrade(self, revision: str = "head") -> None:
         upgrade(self.engine, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class HotPath:
+    """One thread's own connection for many short write transactions.
+
+    Each :meth:`transaction` is a real transaction on that connection (``BEGIN
+    IMMEDIATE`` on SQLite, committed or rolled back as a whole), and its session runs
+    the repository's prebuilt statements through a
+    :class:`~cardperso.production.rawsql.FastExecutor`: no pool check-out, ORM
+    session set-up or statement-cache look-up per transaction. ORM work done in the
+    session (an audit record) is flushed into the same transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.connection = db.engine.connect()
+        self._executor = FastExecutor(self.connection)
+        self._sessions = sessionmaker(bind=self.connection, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.connection.begin():
+            session = self._sessions()
+            session.info[FAST_EXECUTOR] = self._executor
+            try:
+                yield session
+                session.flush()
+            finally:
+                session.close()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:

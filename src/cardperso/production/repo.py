@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, select
+from sqlalchemy import Table, bindparam, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from cardperso.errors import CardpersoError, InputError
@@ -60,6 +60,7 @@ from cardperso.production.models import (
     StockState,
 )
 from cardperso.production.operators import Action, Principal, authorize
+from cardperso.production.rawsql import FAST_EXECUTOR
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -681,12 +682,16 @@ _NEXT_JOB = (
     .limit(1)
     .with_for_update(skip_locked=True)
 )
+_UNMADE = (JobState.PENDING, JobState.IN_PROGRESS, JobState.HELD)
 # A card reserved for a chip-bound job still to be made is not taken for another job.
 _RESERVED = (
     select(_JOBS.c.id)
     .where(
         _JOBS.c.bound_serial == _CARDS.c.serial,
-        _JOBS.c.state.in_([JobState.PENDING, JobState.IN_PROGRESS, JobState.HELD]),
+        # (= of each state, not IN: an expanding IN list is re-rendered per execution)
+        or_(
+            *(_JOBS.c.state == st for st in (JobState.PENDING, JobState.IN_PROGRESS, JobState.HELD))
+        ),
     )
     .exists()
 )
@@ -758,9 +763,23 @@ _OPEN_ATTEMPT = select(
     _ATTEMPTS.c.outcome,
     _ATTEMPTS.c.station_results,
 ).where(_ATTEMPTS.c.id == bindparam("a"))
-_SET_RESULTS = _ATTEMPTS.update().where(
-    _ATTEMPTS.c.id == bindparam("a"), _ATTEMPTS.c.outcome == AttemptOutcome.IN_PROGRESS
+_SET_RESULTS = (
+    _ATTEMPTS.update()
+    .where(_ATTEMPTS.c.id == bindparam("a"), _ATTEMPTS.c.outcome == AttemptOutcome.IN_PROGRESS)
+    .values(station_results=bindparam("r"))
 )
+_END_ATTEMPT = (
+    _ATTEMPTS.update()
+    .where(_ATTEMPTS.c.id == bindparam("a"), _ATTEMPTS.c.outcome == AttemptOutcome.IN_PROGRESS)
+    .values(station_results=bindparam("r"), outcome=bindparam("o"), ended_at=bindparam("e"))
+)
+
+
+def _sql(session: Session) -> Any:
+    """What runs the prebuilt statements: the session's fast executor, else its connection."""
+    return session.info.get(FAST_EXECUTOR) or session.connection()
+
+
 _JOB_GOOD = (
     _JOBS.update()
     .where(_JOBS.c.id == bindparam("j"), _JOBS.c.state == JobState.IN_PROGRESS)
@@ -787,7 +806,7 @@ def claim_for_module(
     :class:`OutOfStock` (roll back) when no card is left.
     """
     _check_module(module_id)
-    conn = session.connection()
+    conn = _sql(session)
     if conn.execute(_BATCH_STATE, {"b": batch_id}).scalar() is not BatchState.RUNNING:
         return None
     by_product = product is not None
@@ -894,7 +913,7 @@ def begin_attempt(
 def _open_attempt(session: Session, attempt: Attempt | int) -> Any:
     """The attempt's row (plain SQL, no ORM object); it must still be in progress."""
     attempt_id = attempt if isinstance(attempt, int) else attempt.id
-    row = session.connection().execute(_OPEN_ATTEMPT, {"a": attempt_id}).first()
+    row = _sql(session).execute(_OPEN_ATTEMPT, {"a": attempt_id}).first()
     if row is None:
         raise InputError(f"no attempt {attempt_id}", field="attempt")
     if row.outcome is not AttemptOutcome.IN_PROGRESS:
@@ -926,13 +945,20 @@ def record_station(
     session.expire_all()  # an Attempt loaded in this session is stale now
 
 
-def _set_results(session: Session, row: Any, results: list[dict[str, Any]], **values: Any) -> None:
-    _expect_one(
-        session.connection().execute(
-            _SET_RESULTS.values(station_results=results, **values), {"a": row.id}
-        ),
-        f"attempt {row.id} is no longer in progress",
-    )
+def _set_results(
+    session: Session,
+    row: Any,
+    results: list[dict[str, Any]],
+    *,
+    end: tuple[AttemptOutcome, datetime] | None = None,
+) -> None:
+    """Write an open attempt's station results (and with ``end``, its outcome and end)."""
+    if end is None:
+        done = _sql(session).execute(_SET_RESULTS, {"a": row.id, "r": results})
+    else:
+        params = {"a": row.id, "r": results, "o": end[0], "e": end[1]}
+        done = _sql(session).execute(_END_ATTEMPT, params)
+    _expect_one(done, f"attempt {row.id} is no longer in progress")
 
 
 def mark_good(
@@ -951,8 +977,8 @@ def mark_good(
     results = list(row.station_results)
     for name, detail in (*([station] if station is not None else []), *stations):
         results.append(_station_entry(name, True, when, detail))
-    _set_results(session, row, results, outcome=AttemptOutcome.GOOD, ended_at=when)
-    conn = session.connection()
+    _set_results(session, row, results, end=(AttemptOutcome.GOOD, when))
+    conn = _sql(session)
     _expect_one(
         conn.execute(_JOB_GOOD, {"j": row.job_id, "w": when}),
         f"card job {row.job_id} is not in progress",
