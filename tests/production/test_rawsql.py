@@ -34,7 +34,6 @@ def test_prebuilt_statements_answer_as_sqlalchemy_does(
             claim = repo.claim_for_module(s, batch_id, "M01", when=db.now())
             assert claim is not None
         statements = [
-            (repo._BATCH_STATE, {"b": batch_id}),
             (repo._NEXT_JOB, {"b": batch_id}),
             (repo._NEXT_CARD[False], {"kind": StockKind.BLANK, "product": None}),
             (repo._OPEN_ATTEMPT, {"a": claim.attempt_id}),

@@ -38,24 +38,28 @@ _Processor = Callable[[Any], Any] | None
 class _Prepared:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("compiled", "order", "positional", "procs", "result_procs", "row", "sql")
+    __slots__ = ("plan", "positional", "result_procs", "row", "sql")
 
     def __init__(self, stmt: Any, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("a hot-path statement may not use expanding IN parameters")
-        self.compiled = compiled
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
         # rendered name -> the bind parameter (its type converts the value)
         rendered = {name: bind for bind, name in compiled.bind_names.items()}
-        self.order: list[str] = (
-            list(compiled.positiontup or []) if self.positional else list(rendered)
-        )
-        self.procs: dict[str, _Processor] = {
-            name: rendered[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.order
-        }
+        order = list(compiled.positiontup or []) if self.positional else list(rendered)
+        # Which caller key feeds each rendered parameter, or its fixed value: learnt
+        # once from SQLAlchemy's own mapping, with a marker in place of each value.
+        marked = compiled.construct_params({k: _Given(k) for k in keys})
+        self.plan: list[tuple[str, str | None, _Processor, Any]] = []
+        for name in order:
+            proc = rendered[name].type.dialect_impl(dialect).bind_processor(dialect)
+            value = marked[name]
+            if isinstance(value, _Given):
+                self.plan.append((name, value.key, proc, None))
+            else:
+                self.plan.append((name, None, None, proc(value) if proc is not None else value))
         columns = list(getattr(stmt, "exported_columns", []) or [])
         self.result_procs: list[_Processor] = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
@@ -64,13 +68,25 @@ class _Prepared:
         self.row = namedtuple("Row", names, rename=True) if names else None
 
     def parameters(self, given: Mapping[str, Any]) -> Any:
-        values = self.compiled.construct_params(dict(given))
         out = []
-        for name in self.order:
-            value = values[name]
-            proc = self.procs[name]
-            out.append(proc(value) if proc is not None else value)
-        return tuple(out) if self.positional else dict(zip(self.order, out, strict=True))
+        for _, key, proc, fixed in self.plan:
+            if key is None:
+                out.append(fixed)
+            else:
+                value = given[key]
+                out.append(proc(value) if proc is not None else value)
+        if self.positional:
+            return tuple(out)
+        return {name: v for (name, _, _, _), v in zip(self.plan, out, strict=True)}
+
+
+class _Given:
+    """Marks where a caller's parameter goes while a statement is being prepared."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
 
 
 class FastResult:

@@ -667,7 +667,6 @@ _JOBS = cast(Table, CardJob.__table__)
 _CARDS = cast(Table, StockCard.__table__)
 _ATTEMPTS = cast(Table, Attempt.__table__)
 _USAGE = cast(Table, ChipUsage.__table__)
-_BATCH_STATE = select(Batch.__table__.c.state).where(Batch.__table__.c.id == bindparam("b"))
 _NEXT_JOB = (
     select(
         _JOBS.c.id,
@@ -677,7 +676,18 @@ _NEXT_JOB = (
         _JOBS.c.record_blob,
         _JOBS.c.bound_serial,
     )
-    .where(_JOBS.c.batch_id == bindparam("b"), _JOBS.c.state == JobState.PENDING)
+    .where(
+        _JOBS.c.batch_id == bindparam("b"),
+        _JOBS.c.state == JobState.PENDING,
+        # only while the batch runs: a pause stops the next claim (a subquery, not a
+        # join, so FOR UPDATE locks job rows only)
+        select(Batch.__table__.c.id)
+        .where(
+            Batch.__table__.c.id == bindparam("b"),
+            Batch.__table__.c.state == BatchState.RUNNING,
+        )
+        .exists(),
+    )
     .order_by(_JOBS.c.seq)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -807,8 +817,6 @@ def claim_for_module(
     """
     _check_module(module_id)
     conn = _sql(session)
-    if conn.execute(_BATCH_STATE, {"b": batch_id}).scalar() is not BatchState.RUNNING:
-        return None
     by_product = product is not None
     while True:
         job = conn.execute(_NEXT_JOB, {"b": batch_id}).first()
