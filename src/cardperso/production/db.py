@@ -18,8 +18,10 @@ migration scripts live in ``production/migrations`` next to this file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,8 +157,13 @@ class Database:
     clock: Clock = field(default=_utc_now)
     sessions: sessionmaker[Session] = field(init=False)
     read_sessions: sessionmaker[Session] = field(init=False)
+    writer: threading.Lock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self.writer = threading.Lock()
+        """Held by a :class:`HotPath` transaction on SQLite: the file takes one writer at
+        a time, and threads of this process that queue here wait without burning CPU
+        in SQLite's busy-retry loop (PostgreSQL's row locks need no such queue)."""
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
         self.read_sessions = sessionmaker(reader, expire_on_commit=False)
@@ -236,10 +243,13 @@ class HotPath:
         self.connection = db.engine.connect()
         self._executor = FastExecutor(self.connection)
         self._sessions = sessionmaker(bind=self.connection, expire_on_commit=False)
+        self._queue: contextlib.AbstractContextManager[object] = (
+            db.writer if db.backend == "sqlite" else contextlib.nullcontext()
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self.connection.begin():
+        with self._queue, self.connection.begin():
             session = self._sessions()
             session.info[FAST_EXECUTOR] = self._executor
             try:
