@@ -37,7 +37,10 @@ def _default_operator() -> str:
 
 
 KEYSTORE = typer.Option(
-    Path("cardperso.keystore"), "--keystore", envvar="CARDPERSO_KEYSTORE", help="keystore file"
+    Path("cardperso.keystore"),
+    "--keystore",
+    envvar="CARDPERSO_KEYSTORE",
+    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
 )
 OPERATOR = typer.Option(_default_operator(), "--operator", help="who runs this (for the audit)")
 
@@ -239,9 +242,9 @@ def issuer_generate(
     passphrase = _passphrase()
 
     def write() -> GeneratedEnvelope:
-        from cardperso.hsm import SoftHsm
+        from cardperso.hsm.backends import open_hsm
 
-        hsm = SoftHsm.open(keystore, passphrase, operator=operator)
+        hsm = open_hsm(keystore, passphrase, operator=operator)
         try:
             return generate_issuer_envelope(
                 profile,

@@ -22,6 +22,7 @@ from cardperso.hsm import (
     verify_chain,
 )
 from cardperso.hsm.audit import ChainReport
+from cardperso.hsm.backends import create_hsm, is_pkcs11, open_hsm, token_audit_path
 from cardperso.hsm.keystore import DEFAULT_SCRYPT_N
 
 __all__ = [
@@ -56,18 +57,17 @@ def parse_component(text: str) -> SecretBytes:
 def init_keystore(
     keystore: Path, passphrase: SecretStr, operator: str, *, scrypt_n: int = DEFAULT_SCRYPT_N
 ) -> Path:
-    """Create an empty keystore and its audit log; return the audit log's path."""
-    hsm = SoftHsm.create(keystore, passphrase, operator=operator, scrypt_n=scrypt_n)
-    try:
-        return hsm.audit_path
-    finally:
-        hsm.close()
+    """Create an empty keystore (or start on an initialized PKCS#11 token) and its audit
+    log; return the audit log's path."""
+    hsm, audit = create_hsm(keystore, passphrase, operator=operator, scrypt_n=scrypt_n)
+    hsm.close()
+    return audit
 
 
 def list_keys(keystore: Path, passphrase: SecretStr, operator: str) -> list[KeyHandle]:
     """Handles of every stored key (as the security officer)."""
     with (
-        SoftHsm.open(keystore, passphrase, operator=operator) as hsm,
+        open_hsm(keystore, passphrase, operator=operator) as hsm,
         hsm.session(Role.SECURITY_OFFICER, operator) as session,
     ):
         return session.list_keys()
@@ -94,7 +94,7 @@ def run_ceremony(
     refused component aborts the whole ceremony: nothing is stored.
     """
     with (
-        SoftHsm.open(keystore, passphrase, operator=operator) as hsm,
+        open_hsm(keystore, passphrase, operator=operator) as hsm,
         hsm.session(Role.CUSTODIAN, operator) as session,
     ):
         ceremony = session.begin_ceremony(
@@ -113,4 +113,6 @@ def run_ceremony(
 
 def verify_audit(keystore: Path) -> ChainReport:
     """Verify the hash chain of the keystore's audit log (no passphrase needed)."""
+    if is_pkcs11(keystore):
+        return verify_chain(token_audit_path(keystore))
     return verify_chain(SoftHsm.default_audit_path(keystore))

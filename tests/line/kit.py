@@ -47,7 +47,7 @@ from cardperso.dataprep.magstripe import (
 from cardperso.dataprep.prepared import CardBodyData
 from cardperso.dataprep.usecases import generate_issuer_file
 from cardperso.errors import ReaderError
-from cardperso.hsm import RequestSeededRandom, SoftHsm
+from cardperso.hsm import Hsm, RequestSeededRandom, SoftHsm
 from cardperso.line.bureau import provision_demo_keys
 from cardperso.line.feeder import stock_serials
 from cardperso.line.magstripe import CLOCKING_BITS
@@ -81,7 +81,7 @@ def stock_seed(product: str) -> str:
 
 def import_product(
     db: Database,
-    hsm: SoftHsm,
+    hsm: Hsm,
     staff: Staff,
     product: str,
     count: int,

@@ -50,7 +50,10 @@ def _default_operator() -> str:
 
 DB_URL = typer.Option(None, "--db", envvar="CARDPERSO_DATABASE_URL", help="database URL")
 KEYSTORE = typer.Option(
-    Path("cardperso.keystore"), "--keystore", envvar="CARDPERSO_KEYSTORE", help="keystore file"
+    Path("cardperso.keystore"),
+    "--keystore",
+    envvar="CARDPERSO_KEYSTORE",
+    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
 )
 OPERATOR = typer.Option(_default_operator(), "--operator", help="operator name (authenticated)")
 CONFIG = typer.Option(None, "--config", help="lettershop settings (YAML; default: built in)")
@@ -133,7 +136,8 @@ def lettershop_run(
     from pydantic import ValidationError
 
     from cardperso.errors import ConfigError
-    from cardperso.hsm import Role, SoftHsm
+    from cardperso.hsm import Role
+    from cardperso.hsm.backends import open_hsm
     from cardperso.lettershop.usecases import run_lettershop
     from cardperso.line.fieldkeys import field_cipher
     from cardperso.production.db import Database, default_url
@@ -148,7 +152,7 @@ def lettershop_run(
     try:
         who = _run(lambda: login(db, operator, _secret(PASSWORD_ENV, f"Password for {operator}")))
         hsm = _run(
-            lambda: SoftHsm.open(
+            lambda: open_hsm(
                 keystore, _secret(PASSPHRASE_ENV, "Keystore passphrase"), operator=operator
             )
         )

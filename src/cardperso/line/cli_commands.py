@@ -38,7 +38,8 @@ from rich.text import Text
 
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
-from cardperso.hsm import SoftHsm
+from cardperso.hsm import Hsm
+from cardperso.hsm.backends import open_hsm
 from cardperso.line.feeder import SimulatedFeeder
 from cardperso.line.orchestrator import LineConfig, LineProgress, RunResult
 from cardperso.line.vault import CardVault
@@ -62,7 +63,10 @@ PASSPHRASE_ENV = "CARDPERSO_HSM_PASSPHRASE"  # noqa: S105 - a variable name
 
 DB_URL = typer.Option(None, "--db", envvar="CARDPERSO_DATABASE_URL", help="database URL")
 KEYSTORE = typer.Option(
-    Path("cardperso.keystore"), "--keystore", envvar="CARDPERSO_KEYSTORE", help="keystore file"
+    Path("cardperso.keystore"),
+    "--keystore",
+    envvar="CARDPERSO_KEYSTORE",
+    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
 )
 
 
@@ -99,13 +103,11 @@ def _secret(env: str, prompt: str) -> SecretStr:
 
 
 @contextmanager
-def _bureau(
-    db_url: str | None, keystore: Path, operator: str
-) -> Iterator[tuple[Database, SoftHsm]]:
+def _bureau(db_url: str | None, keystore: Path, operator: str) -> Iterator[tuple[Database, Hsm]]:
     db = Database.open(db_url or default_url())
     try:
         hsm = _run(
-            lambda: SoftHsm.open(
+            lambda: open_hsm(
                 keystore, _secret(PASSPHRASE_ENV, "Keystore passphrase"), operator=operator
             )
         )
