@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cardperso import tlv
-from cardperso.apdu import CommandAPDU, parse_command
+from cardperso.apdu import ApduFormatError, CommandAPDU, parse_command
 from cardperso.crypto.rand import RandomSource
 from cardperso.dataprep.prepared import Step, StepKind
 from cardperso.errors import CardpersoError, HsmError, ReaderError
@@ -117,9 +117,12 @@ class StepRunner:
 
         Consecutive protected commands (APDUs under secure messaging, prepared
         secrets) are wrapped by the HSM in one call and their answers opened in one
-        (:meth:`~cardperso.hsm.HsmSession.card_sm_wrap_many`): each command still
-        goes to the card only after the previous answer came back with the expected
-        status word, and every answer is checked as a single step's would be."""
+        (:meth:`~cardperso.hsm.HsmSession.card_sm_wrap_many`): each command goes to
+        the card only after the previous answer came back with the expected status
+        word, and every answer is then checked as a single step's would be. An answer
+        whose *data* differs from the prepared one is found after the rest of the run
+        was sent (reads, and writes of prepared data: a retry resumes from the failed
+        step as before)."""
         i, n = start, len(steps)
         while i < n:
             j = i
@@ -173,22 +176,22 @@ class StepRunner:
         """Steps ``start`` .. ``end - 1``, all protected, with one wrap and one unwrap call."""
         assert self.channel is not None
         run = steps[start:end]
-        secret_key = (
-            self.keys.get(self.card_secret)
-            if any(st.kind is StepKind.SECRET for st in run)
-            else None
-        )
-        commands: list[SmCommand] = []
-        for st in run:
-            if st.kind is StepKind.SECRET:
-                commands.append(SmCommand(st.header, st.cryptogram, 0, secret_key, st.iv))
-            else:
-                cmd = parse_command(st.apdu)
-                header = bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2])
-                commands.append(SmCommand(header, cmd.data, cmd.le))
         try:
+            secret_key = (
+                self.keys.get(self.card_secret)
+                if any(st.kind is StepKind.SECRET for st in run)
+                else None
+            )
+            commands: list[SmCommand] = []
+            for st in run:
+                if st.kind is StepKind.SECRET:
+                    commands.append(SmCommand(st.header, st.cryptogram, 0, secret_key, st.iv))
+                else:
+                    cmd = parse_command(st.apdu)
+                    header = bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2])
+                    commands.append(SmCommand(header, cmd.data, cmd.le))
             wrapped = self.hsm.card_sm_wrap_many(self.channel, commands)
-        except HsmError as e:
+        except (HsmError, ApduFormatError) as e:
             raise ChipFailure(self.station, f"{run[0].note}: {e}", index=start) from None
         self.hsm_calls += 2
         answers: list[bytes] = []

@@ -41,7 +41,7 @@ from cardperso.hsm import Hsm, Role
 from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
 from cardperso.line.feeder import CpuMeter, Feeder, MeteredReader
 from cardperso.line.imageinit import ImageInitError, ImagePlan, ImageRefused, write_image
-from cardperso.line.qc.chipproof import ChipProof, ProofPlan, collect_pan
+from cardperso.line.qc.chipproof import PAN_KEY, ChipProof, ProofPlan, collect_pan
 from cardperso.line.stations import CardInLine, StationResult, chip_check_steps
 from cardperso.line.timing import CHIP, FEEDER, LineTiming
 from cardperso.readers import Reader
@@ -204,6 +204,9 @@ class ChipModule:
         prover = ChipProof(station.keys, self.rng, self.card_secret)
         plan = self.proof_plan(card.prepared)
         card.proof = prover.run_after_check(runner, plan, card.collected, station.steps)
+        # The PAN read back for QC's cross-check is cardholder data: it stays in the
+        # proof's verdict, never in what the card's record keeps (the database).
+        runner.collected.pop(PAN_KEY, None)
         return card.proof.hsm_calls - (runner.hsm_calls - before)
 
     def _feed(self, card: CardInLine, reader: Reader, feeder_s: float) -> bytes | None:
