@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from cardperso.errors import ReaderError
 from cardperso.hsm import SoftHsm
 from cardperso.line.feeder import SimulatedFeeder
 from cardperso.line.orchestrator import LineConfig
@@ -174,3 +175,27 @@ def test_a_card_pulled_out_mid_personalization_is_remade_on_a_new_card(
     assert entry.station == "perso", (entry.station, entry.reason)
     assert reader_name in entry.reason, entry.reason
     assert "no card" in entry.reason or "pulled" in entry.reason, entry.reason
+
+
+def test_a_slot_answered_by_another_connection_is_refused(tmp_path: Path) -> None:
+    """vpcd accepts a card from whoever connects to its port first: a command that did
+    not reach the card this feeder served is refused (keys loaded in clear at
+    initialization would otherwise go to that other party)."""
+    from cardperso.readers import cos
+
+    feeder = PcscFeeder(take_slots(1), stock_seed(PRODUCT))
+    try:
+        serial = "00112233AABBCCDD"
+        reader = feeder.insert(serial, "M01")
+        reader.reset()
+        assert reader.transmit(cos.get_data(0xDF01))[-2:] == b"\x90\x00"
+
+        class Impostor:  # a slot whose served card never sees the commands
+            apdus = 0
+
+        reader._slot = Impostor()  # type: ignore[attr-defined]
+        with pytest.raises(ReaderError, match="not the card served"):
+            reader.transmit(cos.get_data(0xDF01))
+        reader.close()
+    finally:
+        feeder.close()

@@ -53,7 +53,11 @@ def test_each_fault_is_caught_by_its_check_and_the_remake_passes(
 ) -> None:
     assert set(kinds) <= set(QC_KINDS)
     staff = Staff(sqlite_db)
-    batch_id = import_product(sqlite_db, hsm, staff, product, count, tmp_path, spare=1.0)
+    # A fault hits 35 % of cards at random: a record could meet one on each of the
+    # default 6 attempts (0.35**6 per record); 12 attempts make that negligible.
+    batch_id = import_product(
+        sqlite_db, hsm, staff, product, count, tmp_path, spare=1.5, max_attempts=12
+    )
     plan = FaultPlan(seed=count, rate=0.35, kinds=kinds)
     config = LineConfig(
         modules=2, seed="qc", fail_limit=1000, qc=QcConfig(ocr_every=1), **hooks(plan)

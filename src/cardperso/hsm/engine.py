@@ -938,6 +938,8 @@ class RecipeSession(HsmSession):
     def card_sm_wrap_many(self, channel: CardChannel, commands: Sequence[SmCommand]) -> list[bytes]:
         op = Operation.CARD_SM_WRAP
         commands = list(commands)
+        if not commands or not all(isinstance(cmd, SmCommand) for cmd in commands):
+            commands = []  # refused inside the audited call below
         handles = {c.transport.label: c.transport for c in commands if c.transport is not None}
         keys = tuple((h, _SM_WRAP_USAGES) for h in handles.values())
         detail = {"channel": str(getattr(channel, "label", "")), "commands": str(len(commands))}

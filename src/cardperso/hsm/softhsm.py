@@ -7,6 +7,12 @@ variable, and initializes one token with ``softhsm2-util --init-token --free``.
 The token lands in a random slot: the backend finds it by its label. Call it
 before the first :class:`~cardperso.hsm.pkcs11.Pkcs11Hsm` of the process opens
 (the library is loaded, and reads the variable, once per process).
+
+The PINs go to ``softhsm2-util`` on its command line, where other local users can
+read them while it runs (it reads PINs from a terminal only, not from a pipe). That
+is acceptable for the throwaway tokens this module makes, whose PINs are random and
+die with the directory; a production token is initialized with the token's own
+tools by its security officers, never through this module.
 """
 
 from __future__ import annotations

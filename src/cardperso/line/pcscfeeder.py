@@ -79,7 +79,7 @@ class PcscFeeder:
         if previous is not None:
             previous.leave()  # host handle closed before its card goes (no wedge)
         vpcd.change(card, card.card.atr, reader_name, timeout=self.timeout)
-        contact = _Contact(PcscReader(reader_name, protocol=self.protocol), card)
+        contact = _Contact(PcscReader(reader_name, protocol=self.protocol), card, vpcd)
         with self._lock:
             self._contacts[module_id] = contact
         reader: Reader = contact
@@ -122,9 +122,10 @@ class _Contact:
 
     SESSION_WAIT_S = 5.0
 
-    def __init__(self, pcsc: PcscReader, card: VirtualReader) -> None:
+    def __init__(self, pcsc: PcscReader, card: VirtualReader, slot: VpcdSlot) -> None:
         self._pcsc = pcsc
         self._card = card
+        self._slot = slot
         self._cond = threading.Condition()
         self._in_slot = True
         self._session = False
@@ -150,7 +151,17 @@ class _Contact:
     def transmit(self, apdu: bytes) -> bytes:
         with self._cond:
             if self._in_slot:
-                return self._pcsc.transmit(apdu)
+                served = self._slot.apdus
+                answer = self._pcsc.transmit(apdu)
+                # vpcd takes a card from whoever connects to its port first, on any
+                # interface: the command must have reached the card this feeder serves,
+                # or another party holds the slot (and would see keys loaded in clear).
+                if self._slot.apdus == served:
+                    raise ReaderError(
+                        f"{self._pcsc.name}: the reader's card is not the card served into "
+                        "it (another connection holds the vpcd slot)"
+                    )
+                return answer
         return self._card.transmit(apdu)
 
     def close(self) -> None:

@@ -764,15 +764,20 @@ _LAST_ATTEMPT = (
     .limit(1)
 )
 _NEW_ATTEMPT = _ATTEMPTS.insert().returning(_ATTEMPTS.c.id)
-_OPEN_ATTEMPT = select(
-    _ATTEMPTS.c.id,
-    _ATTEMPTS.c.job_id,
-    _ATTEMPTS.c.batch_id,
-    _ATTEMPTS.c.chip_serial,
-    _ATTEMPTS.c.stock_card_id,
-    _ATTEMPTS.c.outcome,
-    _ATTEMPTS.c.station_results,
-).where(_ATTEMPTS.c.id == bindparam("a"))
+_OPEN_ATTEMPT = (
+    select(
+        _ATTEMPTS.c.id,
+        _ATTEMPTS.c.job_id,
+        _ATTEMPTS.c.batch_id,
+        _ATTEMPTS.c.chip_serial,
+        _ATTEMPTS.c.stock_card_id,
+        _ATTEMPTS.c.outcome,
+        _ATTEMPTS.c.station_results,
+    )
+    .where(_ATTEMPTS.c.id == bindparam("a"))
+    # the results are read, extended and written back: no other writer in between
+    .with_for_update()
+)
 _SET_RESULTS = (
     _ATTEMPTS.update()
     .where(_ATTEMPTS.c.id == bindparam("a"), _ATTEMPTS.c.outcome == AttemptOutcome.IN_PROGRESS)

@@ -127,13 +127,16 @@ class PcscdRig:
             raise ConfigError(f"cannot start a pcscd rig: {missing}")
         last = ""
         for _ in range(attempts):
-            self._launch()
             try:
+                self._launch()
                 self._wait_ready(timeout)
                 return self
             except ConfigError as e:
                 last = str(e)
                 self.stop()
+            except BaseException:  # no pcscd or folder left behind, whatever stopped us
+                self.stop()
+                raise
         raise ConfigError(f"pcscd rig did not come up: {last}")
 
     def stop(self) -> None:
