@@ -191,10 +191,14 @@ def test_a_slot_answered_by_another_connection_is_refused(tmp_path: Path) -> Non
         assert reader.transmit(cos.get_data(0xDF01))[-2:] == b"\x90\x00"
 
         class Impostor:  # a slot whose served card never sees the commands
+            occupied = True
             apdus = 0
 
         reader._slot = Impostor()  # type: ignore[attr-defined]
         with pytest.raises(ReaderError, match="not the card served"):
+            reader.transmit(cos.get_data(0xDF01))
+        Impostor.occupied = False  # our card's connection is gone: nothing is sent
+        with pytest.raises(ReaderError, match="has left"):
             reader.transmit(cos.get_data(0xDF01))
         reader.close()
     finally:

@@ -151,6 +151,8 @@ class _Contact:
     def transmit(self, apdu: bytes) -> bytes:
         with self._cond:
             if self._in_slot:
+                if not self._slot.occupied:  # our card left: never send to what came next
+                    raise ReaderError(f"{self._pcsc.name}: the card served into it has left")
                 served = self._slot.apdus
                 answer = self._pcsc.transmit(apdu)
                 # vpcd takes a card from whoever connects to its port first, on any
