@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from cardperso.production import repo
@@ -115,3 +116,31 @@ def test_hot_paths_of_many_threads_never_share_a_job_or_card(
     assert errors == []
     assert len(got) == 60
     assert len({j for j, _ in got}) == 60 and len({c for _, c in got}) == 60
+
+
+def test_a_driver_error_arrives_as_sqlalchemy_reports_it_without_the_values(
+    db: Database, staff: Staff, cipher: SoftFieldCipher
+) -> None:
+    setup_batch(db, staff, cipher, 1, 1)
+    hot = db.hot_path()
+    secret_serial = "5A5A5A5A5A5A5A5A"
+    try:
+        with pytest.raises(sa_exc.IntegrityError) as caught, hot.transaction() as s:
+            s.info[FAST_EXECUTOR].execute(
+                repo._NEW_ATTEMPT,
+                {
+                    "job_id": 999_999,  # no such job: the foreign key refuses it
+                    "batch_id": 999_999,
+                    "attempt_no": 1,
+                    "stock_card_id": 999_999,
+                    "chip_serial": secret_serial,
+                    "module_id": "M01",
+                    "remake_of_id": None,
+                    "started_at": db.now(),
+                    "station_results": [],
+                    "outcome": AttemptOutcome.IN_PROGRESS,
+                },
+            )
+        assert secret_serial not in str(caught.value)
+    finally:
+        hot.close()

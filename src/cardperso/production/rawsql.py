@@ -23,6 +23,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.expression import Executable
 
@@ -133,7 +134,19 @@ class FastExecutor:
         assert dbapi is not None
         cursor = dbapi.cursor()
         try:
-            cursor.execute(prepared.sql, prepared.parameters(given))
+            try:
+                cursor.execute(prepared.sql, prepared.parameters(given))
+            except self.dialect.loaded_dbapi.Error as e:
+                # as SQLAlchemy's own execution reports it (callers catch sqlalchemy.exc),
+                # with the parameters left out of the message: they are cardholder data
+                raise exc.DBAPIError.instance(
+                    prepared.sql,
+                    None,
+                    e,
+                    self.dialect.loaded_dbapi.Error,
+                    hide_parameters=True,
+                    dialect=self.dialect,
+                ) from e
             rows: list[Any] = []
             if cursor.description is not None:
                 procs, make = prepared.result_procs, prepared.row
