@@ -3,16 +3,14 @@ errors to exit codes (DESIGN.md §3, §6)."""
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 import cardperso.line.cli_serve  # noqa: F401 - registers `card serve` on card_app
+from cardperso.cli_common import KEYSTORE, PASSPHRASE_ENV, default_operator, run_step, secret
 from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm.api import KeyAlgorithm, KeyUsage
@@ -25,41 +23,12 @@ keys_app = typer.Typer(no_args_is_help=True, help="Keys in the security module."
 app.add_typer(hsm_app, name="hsm")
 app.add_typer(keys_app, name="keys")
 
-_T = TypeVar("_T")
-PASSPHRASE_ENV = "CARDPERSO_HSM_PASSPHRASE"  # noqa: S105 - a variable name
-
-
-def _default_operator() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "operator"
-
-
-KEYSTORE = typer.Option(
-    Path("cardperso.keystore"),
-    "--keystore",
-    envvar="CARDPERSO_KEYSTORE",
-    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
-)
-OPERATOR = typer.Option(_default_operator(), "--operator", help="who runs this (for the audit)")
-
-
-def _run(step: Callable[[], _T]) -> _T:
-    """Run one use case; a CardpersoError becomes one line on stderr and its exit code."""
-    try:
-        return step()
-    except CardpersoError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.exit_code) from None
+OPERATOR = typer.Option(default_operator(), "--operator", help="who runs this (for the audit)")
 
 
 def _passphrase(confirm: bool = False) -> SecretStr:
-    """The keystore passphrase from $CARDPERSO_HSM_PASSPHRASE or a prompt without echo."""
-    text = os.environ.get(PASSPHRASE_ENV)
-    if not text:
-        text = typer.prompt("Keystore passphrase", hide_input=True, confirmation_prompt=confirm)
-    return SecretStr(text)
+    """The keystore passphrase (or token PIN) from $CARDPERSO_HSM_PASSPHRASE or a prompt."""
+    return secret(PASSPHRASE_ENV, "Keystore passphrase", confirm=confirm)
 
 
 @app.callback()
@@ -91,7 +60,7 @@ def hsm_init(
     from cardperso.keys_usecases import init_keystore
 
     passphrase = _passphrase(confirm=True)
-    audit = _run(lambda: init_keystore(keystore, passphrase, operator, scrypt_n=2**scrypt_cost))
+    audit = run_step(lambda: init_keystore(keystore, passphrase, operator, scrypt_n=2**scrypt_cost))
     typer.echo(f"keystore {keystore} created; audit log {audit}")
 
 
@@ -100,7 +69,7 @@ def hsm_verify_audit(keystore: Path = KEYSTORE) -> None:
     """Check the audit log's hash chain record by record."""
     from cardperso.keys_usecases import verify_audit
 
-    report = _run(lambda: verify_audit(keystore))
+    report = run_step(lambda: verify_audit(keystore))
     typer.echo(f"audit chain intact: {report.count} records, head {report.head}")
 
 
@@ -129,7 +98,7 @@ def keys_ceremony(
     def accepted(i: int, custodian: str, kcv: str) -> None:
         typer.echo(f"component {i} from {custodian}: KCV {kcv} matches")
 
-    handle = _run(
+    handle = run_step(
         lambda: run_ceremony(
             keystore,
             passphrase,
@@ -153,7 +122,7 @@ def keys_list(keystore: Path = KEYSTORE, operator: str = OPERATOR) -> None:
     from cardperso.keys_usecases import list_keys
 
     passphrase = _passphrase()
-    handles = _run(lambda: list_keys(keystore, passphrase, operator))
+    handles = run_step(lambda: list_keys(keystore, passphrase, operator))
     rows = [("LABEL", "ALGORITHM", "USAGE", "KCV", "VERSION", "EXPORTABLE")]
     rows += [
         (
@@ -226,7 +195,7 @@ def issuer_generate(
         if transport_key or mac_key:
             typer.echo("error: --transport-key and --mac-key go with --envelope", err=True)
             raise typer.Exit(2)
-        g = _run(
+        g = run_step(
             lambda: generate_issuer_file(
                 profile, out, count, seed, today=day, fmt=fmt, issuer=issuer, batch_id=batch_id
             )
@@ -263,7 +232,7 @@ def issuer_generate(
         finally:
             hsm.close()
 
-    e = _run(write)
+    e = run_step(write)
     g = e.inner
     typer.echo(
         f"wrote {g.records} {g.header.profile} records ({g.format}, "
@@ -281,7 +250,7 @@ def profile_check(
     """Validate a card product profile and print what it describes."""
     from cardperso.dataprep.usecases import check_profile
 
-    for line in _run(lambda: check_profile(profile)).lines:
+    for line in run_step(lambda: check_profile(profile)).lines:
         typer.echo(line)
 
 

@@ -16,17 +16,20 @@ Wire into ``cli.py``::
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from cardperso.crypto.secret import SecretStr
-from cardperso.errors import CardpersoError
+from cardperso.cli_common import (
+    DB_URL,
+    KEYSTORE,
+    bureau,
+    default_operator,
+    login_operator,
+    run_step,
+)
 from cardperso.lettershop.config import LettershopConfig, TestLetters, dump_config, load_config
 
 __all__ = ["lettershop_app"]
@@ -36,42 +39,8 @@ lettershop_app = typer.Typer(
     help="The lettershop: presort, carriers, PIN mailers, inserter, dispatch manifest.",
 )
 
-_T = TypeVar("_T")
-PASSWORD_ENV = "CARDPERSO_OPERATOR_PASSWORD"  # noqa: S105 - a variable name
-PASSPHRASE_ENV = "CARDPERSO_HSM_PASSPHRASE"  # noqa: S105 - a variable name
-
-
-def _default_operator() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "operator"
-
-
-DB_URL = typer.Option(None, "--db", envvar="CARDPERSO_DATABASE_URL", help="database URL")
-KEYSTORE = typer.Option(
-    Path("cardperso.keystore"),
-    "--keystore",
-    envvar="CARDPERSO_KEYSTORE",
-    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
-)
-OPERATOR = typer.Option(_default_operator(), "--operator", help="operator name (authenticated)")
+OPERATOR = typer.Option(default_operator(), "--operator", help="operator name (authenticated)")
 CONFIG = typer.Option(None, "--config", help="lettershop settings (YAML; default: built in)")
-
-
-def _run(step: Callable[[], _T]) -> _T:
-    try:
-        return step()
-    except CardpersoError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.exit_code) from None
-
-
-def _secret(env: str, prompt: str) -> SecretStr:
-    text = os.environ.get(env)
-    if not text:
-        text = typer.prompt(prompt, hide_input=True)
-    return SecretStr(text)
 
 
 def _settings(
@@ -137,46 +106,32 @@ def lettershop_run(
 
     from cardperso.errors import ConfigError
     from cardperso.hsm import Role
-    from cardperso.hsm.backends import open_hsm
     from cardperso.lettershop.usecases import run_lettershop
     from cardperso.line.fieldkeys import field_cipher
-    from cardperso.production.db import Database, default_url
-    from cardperso.production.operators import login
 
     try:
-        config = _run(lambda: _settings(config_file, first_day, delay, capacity, tests, region))
+        config = run_step(lambda: _settings(config_file, first_day, delay, capacity, tests, region))
     except ValidationError as e:
         typer.echo(f"error: {ConfigError(str(e.errors()[0]['msg']))}", err=True)
         raise typer.Exit(ConfigError.exit_code) from None
-    db = Database.open(db_url or default_url())
-    try:
-        who = _run(lambda: login(db, operator, _secret(PASSWORD_ENV, f"Password for {operator}")))
-        hsm = _run(
-            lambda: open_hsm(
-                keystore, _secret(PASSPHRASE_ENV, "Keystore passphrase"), operator=operator
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
+        with hsm.session(Role.QC, f"lettershop/{who.name}") as session:
+            cipher = run_step(lambda: field_cipher(session))
+        today = datetime.now(UTC).date()
+        result = run_step(
+            lambda: run_lettershop(
+                db,
+                hsm,
+                batch_id,
+                out,
+                by=who,
+                cipher=cipher,
+                config=config,
+                today=today,
+                log=typer.echo,
             )
         )
-        try:
-            with hsm.session(Role.QC, f"lettershop/{who.name}") as session:
-                cipher = _run(lambda: field_cipher(session))
-            today = datetime.now(UTC).date()
-            result = _run(
-                lambda: run_lettershop(
-                    db,
-                    hsm,
-                    batch_id,
-                    out,
-                    by=who,
-                    cipher=cipher,
-                    config=config,
-                    today=today,
-                    log=typer.echo,
-                )
-            )
-        finally:
-            hsm.close()
-    finally:
-        db.dispose()
     for line in result.lines():
         typer.echo(line)
     typer.echo(f"output {result.folder}")
@@ -188,4 +143,4 @@ def lettershop_config(
     config_file: Path | None = CONFIG,
 ) -> None:
     """Print the lettershop settings as YAML (the defaults, or a file's, checked)."""
-    typer.echo(_run(lambda: dump_config(load_config(config_file))), nl=False)
+    typer.echo(run_step(lambda: dump_config(load_config(config_file))), nl=False)

@@ -22,13 +22,9 @@ Wire into ``cli.py``::
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console, Group
@@ -36,16 +32,19 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cardperso.crypto.secret import SecretStr
-from cardperso.errors import CardpersoError
-from cardperso.hsm import Hsm
-from cardperso.hsm.backends import open_hsm
+from cardperso.cli_common import (
+    DB_URL,
+    KEYSTORE,
+    bureau,
+    default_operator,
+    login_operator,
+    run_step,
+)
 from cardperso.line.feeder import SimulatedFeeder
 from cardperso.line.orchestrator import LineConfig, LineProgress, RunResult
 from cardperso.line.vault import CardVault
 from cardperso.production.db import Database, default_url
 from cardperso.production.models import StockKind
-from cardperso.production.operators import Principal, login
 from cardperso.profiles.schema import LoadingMethod
 
 __all__ = ["batch_app", "card_app", "demo_command", "progress_table", "stock_app"]
@@ -57,27 +56,7 @@ stock_app = typer.Typer(
     no_args_is_help=True, help="Card stock: the initialization room (blank -> pre-initialized)."
 )
 
-_T = TypeVar("_T")
-PASSWORD_ENV = "CARDPERSO_OPERATOR_PASSWORD"  # noqa: S105 - a variable name
-PASSPHRASE_ENV = "CARDPERSO_HSM_PASSPHRASE"  # noqa: S105 - a variable name
-
-DB_URL = typer.Option(None, "--db", envvar="CARDPERSO_DATABASE_URL", help="database URL")
-KEYSTORE = typer.Option(
-    Path("cardperso.keystore"),
-    "--keystore",
-    envvar="CARDPERSO_KEYSTORE",
-    help="soft HSM keystore file, or a PKCS#11 token: pkcs11:<module.so>?token=<label>",
-)
-
-
-def _default_operator() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "operator"
-
-
-OPERATOR = typer.Option(_default_operator(), "--operator", help="operator name (authenticated)")
+OPERATOR = typer.Option(default_operator(), "--operator", help="operator name (authenticated)")
 VAULT = typer.Option(
     Path("card-vault"),
     "--vault",
@@ -85,42 +64,6 @@ VAULT = typer.Option(
     help="folder of the simulated card vault: initialized cards kept between runs "
     "(holds their keys, as the cards do; owner-only files)",
 )
-
-
-def _run(step: Callable[[], _T]) -> _T:
-    try:
-        return step()
-    except CardpersoError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.exit_code) from None
-
-
-def _secret(env: str, prompt: str) -> SecretStr:
-    text = os.environ.get(env)
-    if not text:
-        text = typer.prompt(prompt, hide_input=True)
-    return SecretStr(text)
-
-
-@contextmanager
-def _bureau(db_url: str | None, keystore: Path, operator: str) -> Iterator[tuple[Database, Hsm]]:
-    db = Database.open(db_url or default_url())
-    try:
-        hsm = _run(
-            lambda: open_hsm(
-                keystore, _secret(PASSPHRASE_ENV, "Keystore passphrase"), operator=operator
-            )
-        )
-        try:
-            yield db, hsm
-        finally:
-            hsm.close()
-    finally:
-        db.dispose()
-
-
-def _login(db: Database, operator: str) -> Principal:
-    return _run(lambda: login(db, operator, _secret(PASSWORD_ENV, f"Password for {operator}")))
 
 
 def progress_table(p: LineProgress) -> Group:
@@ -168,10 +111,10 @@ def batch_import(
     """Validate, prepare and store an issuer file as one batch (whole or nothing)."""
     from cardperso.line.usecases import import_batch
 
-    with _bureau(db_url, keystore, operator) as (db, hsm):
-        who = _login(db, operator)
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
         today = datetime.now(UTC).date()
-        r = _run(lambda: import_batch(db, hsm, file, by=who, today=today))
+        r = run_step(lambda: import_batch(db, hsm, file, by=who, today=today))
         typer.echo(f"batch {r.batch_id} ({r.reference}, {r.profile}): {r.records} records imported")
 
 
@@ -188,11 +131,11 @@ def _line_run(
     from cardperso.line.usecases import run_batch
 
     feeder = SimulatedFeeder(stock_seed, vault=CardVault(vault) if vault is not None else None)
-    with _bureau(db_url, keystore, operator) as (db, hsm):
-        who = _login(db, operator)
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
         console = Console()
         with Live(console=console, refresh_per_second=4, transient=False) as live:
-            result = _run(
+            result = run_step(
                 lambda: run_batch(
                     db,
                     hsm,
@@ -263,9 +206,9 @@ def batch_receive_stock(
 
     db = Database.open(db_url or default_url())
     try:
-        who = _login(db, operator)
+        who = login_operator(db, operator)
         serials = stock_serials(stock_seed, start, count)
-        n = _run(lambda: receive_stock(db, serials, by=who, lot=lot))
+        n = run_step(lambda: receive_stock(db, serials, by=who, lot=lot))
     finally:
         db.dispose()
     typer.echo(f"{n} blank cards booked (lot {lot})")
@@ -281,7 +224,7 @@ def batch_status_cmd(
 
     db = Database.open(db_url or default_url())
     try:
-        p = _run(lambda: batch_status(db, batch_id))
+        p = run_step(lambda: batch_status(db, batch_id))
     finally:
         db.dispose()
     jobs = ", ".join(f"{s.value} {n}" for s, n in p.jobs.items() if n)
@@ -303,9 +246,9 @@ def batch_report_cmd(
     """Batch summary, chip usage report and response data, written to --out."""
     from cardperso.line.usecases import batch_report
 
-    with _bureau(db_url, keystore, operator) as (db, hsm):
-        who = _login(db, operator)
-        files = _run(lambda: batch_report(db, hsm, batch_id, out, by=who))
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
+        files = run_step(lambda: batch_report(db, hsm, batch_id, out, by=who))
     for line in files.summary.lines():
         typer.echo(line)
     typer.echo(f"summary {files.summary_json}")
@@ -345,16 +288,16 @@ def stock_initialize(
     if image_source not in ("vendor", "golden"):
         typer.echo("error: --image-source is vendor or golden", err=True)
         raise typer.Exit(2)
-    profile = _run(lambda: resolve_profile(product))
+    profile = run_step(lambda: resolve_profile(product))
     feeder = SimulatedFeeder(stock_seed, vault=CardVault(vault))
     config = InitRoomConfig(
         station=station,
         method=method,
         image_source="golden" if image_source == "golden" else "vendor",
     )
-    with _bureau(db_url, keystore, operator) as (db, hsm):
-        who = _login(db, operator)
-        r = _run(
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
+        r = run_step(
             lambda: initialize_stock(
                 db, hsm, profile, count, by=who, feeder=feeder, shelf=feeder, config=config
             )
@@ -395,17 +338,17 @@ def card_depersonalize(
     from cardperso.line.deperso import depersonalize_card
     from cardperso.profiles.loader import resolve_profile
 
-    profile = _run(lambda: resolve_profile(product))
+    profile = run_step(lambda: resolve_profile(product))
     cards = CardVault(vault)
     serial = serial.strip().upper()
     if not cards.holds(serial):
         typer.echo(f"error: the vault {vault} holds no card {serial}", err=True)
         raise typer.Exit(2)
     feeder = SimulatedFeeder(stock_seed, vault=cards)
-    with _bureau(db_url, keystore, operator) as (db, hsm):
-        who = _login(db, operator)
-        reader = _run(lambda: feeder.insert(serial, "DEPERSO"))
-        r = _run(lambda: depersonalize_card(db, hsm, profile, reader, by=who))
+    with bureau(db_url, keystore, operator) as (db, hsm):
+        who = login_operator(db, operator)
+        reader = run_step(lambda: feeder.insert(serial, "DEPERSO"))
+        r = run_step(lambda: depersonalize_card(db, hsm, profile, reader, by=who))
         feeder.shelve(serial)
     typer.echo(
         f"card {r.serial} ({profile.id}): {r.before} -> initialized; "
@@ -427,7 +370,7 @@ def demo_command(
 
     console = Console()
     with Live(console=console, refresh_per_second=4) as live:
-        r = _run(
+        r = run_step(
             lambda: run_demo(
                 workdir,
                 count=count,
