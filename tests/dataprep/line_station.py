@@ -9,41 +9,13 @@ answer the card gives is appended to :attr:`Station.trace` by a tap on the reade
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from perso_station import Station, StationError
 
 from cardperso.crypto.rand import SeededRandom
 from cardperso.dataprep.prepared import PreparedCard
 from cardperso.line.chip import ChipFailure, KeyCache, StepRunner, read_serial
 from cardperso.readers import Reader
-
-
-@dataclass
-class Tap:
-    """A reader that records every command and every answer it carries."""
-
-    inner: Reader
-    trace: list[bytes] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def transmit(self, apdu: bytes) -> bytes:
-        resp = self.inner.transmit(apdu)
-        self.trace += [bytes(apdu), resp]
-        return resp
-
-    @property
-    def elapsed(self) -> float:
-        return self.inner.elapsed
-
-    def close(self) -> None:
-        self.inner.close()
+from readers.tap import Tap
 
 
 class LineStation(Station):

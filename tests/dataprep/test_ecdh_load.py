@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from line_station import LineStation, Tap
+from line_station import LineStation
 from prep_kit import Keystore, make_keystore
 
 from cardperso.apdu import parse_command
@@ -31,6 +31,7 @@ from cardperso.profiles.loader import load_builtin
 from cardperso.readers import cos, exchange
 from cardperso.readers.virtual import VirtualReader, virtual_reader
 from cardperso.securemsg import SmChannel
+from readers.tap import Tap
 
 TODAY = date(2026, 3, 15)
 SHORTEST = 8  # shorter values could match by chance somewhere in a few kilobytes

@@ -29,35 +29,9 @@ from cardperso.profiles.loader import load_builtin
 from cardperso.readers import Reader, cos, exchange
 from cardperso.readers.virtual import VirtualReader, virtual_reader
 from production.support import Staff
+from readers.tap import Tap
 
 from .kit import TODAY, import_product, stock_seed
-
-
-class Tap:
-    """A slot that records every command and answer (the card stays reachable)."""
-
-    def __init__(self, inner: VirtualReader) -> None:
-        self.inner = inner
-        self.trace: list[bytes] = []
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def reset(self) -> bytes:
-        return self.inner.reset()
-
-    def transmit(self, apdu: bytes) -> bytes:
-        resp = self.inner.transmit(apdu)
-        self.trace += [bytes(apdu), resp]
-        return resp
-
-    @property
-    def elapsed(self) -> float:
-        return self.inner.elapsed
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _held_secrets(reader: VirtualReader) -> dict[str, bytes]:
