@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardperso.errors import CardpersoError, InputError
-from cardperso.production import audit
+from cardperso.production import repo
 from cardperso.production.models import InvalidTransition, StockCard, StockKind, StockState
 from cardperso.production.operators import Action, Principal, authorize
 
@@ -74,9 +74,7 @@ def _log(
     result: str = "ok",
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    audit.append(
-        session, actor=by.name, action=action, obj=obj, result=result, when=when, detail=detail
-    )
+    repo._log(session, by.name, action, obj, when, result=result, detail=detail)
 
 
 def _claimed(session: Session, card_id: int, sid: str) -> StockCard:
@@ -166,8 +164,16 @@ def spoil_in_init(
 ) -> StockCard:
     """A card that failed (or served as the golden card) leaves the stock for good."""
     card = _claimed(session, card_id, init_station_id(station))
-    card.state = StockState.SPOILED
+    _spoil(session, card, by=by, station=station, reason=reason, when=when)
     session.flush()
+    return card
+
+
+def _spoil(
+    session: Session, card: StockCard, *, by: Principal, station: str, reason: str, when: datetime
+) -> None:
+    """The card leaves the stock for good, with an audit record saying why."""
+    card.state = StockState.SPOILED
     _log(
         session,
         by,
@@ -177,7 +183,6 @@ def spoil_in_init(
         result="spoiled",
         detail={"station": station, "reason": reason[:200]},
     )
-    return card
 
 
 def recover_init_claims(session: Session, *, by: Principal, station: str, when: datetime) -> int:
@@ -194,16 +199,8 @@ def recover_init_claims(session: Session, *, by: Principal, station: str, when: 
         .with_for_update()
     ).all()
     for card in cards:
-        card.state = StockState.SPOILED
-        _log(
-            session,
-            by,
-            "stock_spoiled",
-            f"stock:{card.serial}",
-            when,
-            result="spoiled",
-            detail={"station": station, "reason": "interrupted in the initialization room"},
-        )
+        reason = "interrupted in the initialization room"
+        _spoil(session, card, by=by, station=station, reason=reason, when=when)
     session.flush()
     return len(cards)
 
