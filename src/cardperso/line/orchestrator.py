@@ -316,15 +316,7 @@ class Line:
                 fault=cfg.visual_fault,
                 meter=equipment["printer"],
             ),
-            QcStation(
-                cfg.timing,
-                cfg.qc,
-                hsm=self.hsm,
-                profile=profile,
-                rng=self._rng("QC"),
-                card_secret=cfg.card_secret,
-                meter=equipment["camera"],
-            ),
+            QcStation(cfg.timing, cfg.qc, meter=equipment["camera"]),
         )
         transport: queue.Queue[Any] = queue.Queue(maxsize=max(cfg.buffer, 1))
         tracker = _Tracker(start.total, start.jobs[JobState.GOOD], progress, cfg.progress_every_s)

@@ -38,21 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cardperso.crypto.rand import RandomSource, SystemRandom
 from cardperso.dataprep.init_script import InitScript
 from cardperso.dataprep.prepared import PreparedCard, Step, StepKind
 from cardperso.errors import ReaderError
-from cardperso.hsm import Hsm, HsmSession, Role
-from cardperso.line.chip import KeyCache, read_serial
+from cardperso.line.chip import read_serial
 from cardperso.line.feeder import CpuMeter
 from cardperso.line.magstripe import SimulatedStripe, StripeFault, encode_and_verify
-from cardperso.line.qc.chipproof import ChipProof, ProofResult, database_pan, proof_plan
+from cardperso.line.qc.chipproof import ProofResult, database_pan
 from cardperso.line.qc.config import QcConfig
 from cardperso.line.qc.ocr import find_tessdata
 from cardperso.line.qc.vision import VisionCheck, VisionResult
 from cardperso.line.timing import LineTiming
 from cardperso.line.visual import FaceRender, render_face
-from cardperso.profiles.schema import Profile
 from cardperso.readers import Reader, cos
 
 __all__ = [
@@ -255,8 +252,10 @@ def _digits(text: str) -> str:
 class QcStation:
     """The finished card against the database (see :mod:`.qc` and the module notes).
 
-    In order: the HSM check (the chip powered once more at QC's contact head; keys
-    proved through a QC-role HSM session), the camera check (:class:`VisionCheck`, on
+    In order: the HSM check (its verdict comes with the card: the chip module proved
+    the card's keys through a QC-role HSM session right after its chip check, see
+    :meth:`ChipProof.run_after_check`; here the chip is powered once more at QC's
+    contact head and must be the card's), the camera check (:class:`VisionCheck`, on
     the cards :class:`QcConfig` says), then the cross-check of the PAN read from the
     stripe, shown on the body, read from the chip and held in the database. The
     first failing check rejects the card; its reason starts with the check's name
@@ -270,44 +269,22 @@ class QcStation:
         timing: LineTiming,
         config: QcConfig | None = None,
         *,
-        hsm: Hsm | None = None,
-        profile: Profile | None = None,
-        rng: RandomSource | None = None,
-        card_secret: str = "CARD.SECRET",  # noqa: S107 - a key label
         meter: CpuMeter | None = None,
     ) -> None:
         self.timing = timing
         self.meter = meter
         """Counts the CPU of the simulated camera system (OCV, OCR, photo correlation)."""
         self.config = config or QcConfig()
-        self.hsm = hsm
-        self.profile = profile
-        self.rng = rng or SystemRandom()
-        self.card_secret = card_secret
         if self.config.vision_every and self.config.ocr_every:
             find_tessdata(explicit=self.config.tessdata)  # no OCR engine: stop before the run
         self.vision = VisionCheck(self.config)
         self.cpu_s: dict[str, float] = {"hsm": 0.0, "vision": 0.0, "ocr": 0.0, "crosscheck": 0.0}
         self.counts: dict[str, int] = dict.fromkeys(self.cpu_s, 0)
-        self._session: HsmSession | None = None
-        self._proof: ChipProof | None = None
         self._seen = 0
 
     def close(self) -> None:
-        """End the QC HSM session and the OCR engine."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-            self._proof = None
+        """End the OCR engine."""
         self.vision.close()
-
-    def _prover(self) -> ChipProof | None:
-        if not self.config.hsm_check or self.hsm is None or self.profile is None:
-            return None
-        if self._proof is None:
-            self._session = self.hsm.session(Role.QC, "qc station")
-            self._proof = ChipProof(KeyCache(self._session), self.rng, self.card_secret)
-        return self._proof
 
     def _spent(self, check: str, t0: float) -> None:
         self.cpu_s[check] += time.thread_time() - t0
@@ -323,9 +300,11 @@ class QcStation:
             return StationResult(self.name, False, t, detail, reason)
 
         chip: ProofResult | None = None
-        if card.proof is not None and self.config.hsm_check:
+        if self.config.hsm_check:
             # Proved in the module's chip-check power-up; here the chip only has to be
             # this card's (a card swapped on the transport fails).
+            if card.proof is None:
+                return fail("hsm check: the card's keys were not proved at its chip check")
             t0 = time.thread_time()
             chip = card.proof
             seen_s = self._identify(card)
@@ -334,17 +313,6 @@ class QcStation:
             detail["hsm"] = {**chip.as_detail(), "at": "chip_check"}
             if seen_s < 0:
                 return fail("hsm check: the chip at QC is not the card's chip")
-            if not chip.ok:
-                return fail(chip.reason)
-        elif (prover := self._prover()) is not None and self.profile is not None:
-            t0 = time.thread_time()
-            if card.reader is None:
-                return fail("hsm check: no chip contact")
-            plan = proof_plan(self.profile, card.prepared)
-            chip = prover.run(card.reader, card.serial, plan, card.collected)
-            self._spent("hsm", t0)
-            t += 2 * self.timing.contact_s + chip.chip_s + chip.hsm_calls * self.timing.hsm_call_s
-            detail["hsm"] = chip.as_detail()
             if not chip.ok:
                 return fail(chip.reason)
         seen: VisionResult | None = None
