@@ -49,7 +49,6 @@ from cardperso.hsm import RequestSeededRandom, Role, SoftHsm
 from cardperso.line.bureau import provision_demo_keys
 from cardperso.line.chip import KeyCache, StepRunner
 from cardperso.line.feeder import CpuMeter, MeteredReader, SimulatedFeeder, stock_serials
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.line.magstripe import SimulatedStripe, encode_and_verify
 from cardperso.line.orchestrator import LineConfig
 from cardperso.line.qc import ChipProof, QcConfig, VisionCheck, proof_plan
@@ -59,6 +58,7 @@ from cardperso.line.usecases import import_batch, receive_stock, run_batch
 from cardperso.line.visual import render_face, text_lines
 from cardperso.production import operators, repo
 from cardperso.production.db import Database, upgrade
+from cardperso.production.fieldkeys import field_cipher
 from cardperso.production.models import CardJob
 from cardperso.production.models import Role as OpRole
 from cardperso.production.operators import Principal

@@ -26,11 +26,11 @@ from cardperso.lettershop.config import Rect
 from cardperso.lettershop.pieces import Letter
 from cardperso.lettershop.source import read_letters
 from cardperso.line.feeder import SimulatedFeeder, stock_serials
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.line.orchestrator import LineConfig
 from cardperso.line.usecases import import_batch, receive_stock, run_batch
 from cardperso.production.crypto_fields import FieldCipher
 from cardperso.production.db import Database, upgrade
+from cardperso.production.fieldkeys import field_cipher
 from cardperso.profiles.loader import parse_profile
 from cardperso.profiles.schema import Profile
 from line.kit import TODAY, make_keystore, open_hsm

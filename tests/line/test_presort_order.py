@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from cardperso.dataprep.prepared import PreparedCard
 from cardperso.hsm import Role, SoftHsm
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.production import repo
 from cardperso.production.db import Database
+from cardperso.production.fieldkeys import field_cipher
 from cardperso.production.models import CardJob
 from production.support import Staff
 

@@ -26,7 +26,6 @@ from cardperso.dataprep.prepared import CardBodyData, PreparedCard
 from cardperso.hsm import Role, SoftHsm
 from cardperso.line.chip import KeyCache, StepRunner
 from cardperso.line.feeder import SimulatedFeeder, stock_serials
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.line.magstripe import CLOCKING_BITS, SimulatedStripe, check_track, encode_and_verify
 from cardperso.line.qc import ChipProof, OcrUnavailable, QcConfig, VisionCheck, proof_plan
 from cardperso.line.qc.chipproof import database_pan
@@ -35,6 +34,7 @@ from cardperso.line.stations import chip_check_steps, unverified_writes
 from cardperso.line.visual import render_face
 from cardperso.production import repo
 from cardperso.production.db import Database
+from cardperso.production.fieldkeys import field_cipher
 from cardperso.production.models import CardJob
 from cardperso.profiles.loader import load_builtin
 from cardperso.readers.virtual import VirtualReader

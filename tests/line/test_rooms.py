@@ -15,10 +15,10 @@ import pytest
 
 from cardperso.hsm import PermissionDeniedError, Role, SoftHsm
 from cardperso.line.feeder import SimulatedFeeder
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.line.orchestrator import LineConfig
 from cardperso.line.usecases import run_batch
 from cardperso.production.db import Database
+from cardperso.production.fieldkeys import field_cipher
 from production.support import Staff
 
 from .kit import import_product, stock_seed

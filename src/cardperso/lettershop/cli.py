@@ -107,7 +107,7 @@ def lettershop_run(
     from cardperso.errors import ConfigError
     from cardperso.hsm import Role
     from cardperso.lettershop.usecases import run_lettershop
-    from cardperso.line.fieldkeys import field_cipher
+    from cardperso.production.fieldkeys import field_cipher
 
     try:
         config = run_step(lambda: _settings(config_file, first_day, delay, capacity, tests, region))

@@ -429,7 +429,7 @@ def run_lettershop(
     """Run a finished batch through the lettershop (see the module notes).
 
     ``cipher`` opens the sealed records (derived in the HSM by a role that may, e.g.
-    :func:`cardperso.line.fieldkeys.field_cipher`); the PIN mailers are printed in a
+    :func:`cardperso.production.fieldkeys.field_cipher`); the PIN mailers are printed in a
     session of the ``lettershop`` role. ``faults`` injects inserter faults (tests,
     drills)."""
     cfg = config or LettershopConfig()

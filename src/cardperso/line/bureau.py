@@ -10,6 +10,7 @@ bureau needs and nothing more. No key value ever leaves the HSM.
 from __future__ import annotations
 
 from cardperso.hsm import Hsm, KeyAlgorithm, KeyNotFoundError, KeyUsage, Role
+from cardperso.production.fieldkeys import FIELD_KEY
 
 __all__ = ["BUREAU_KEYS", "CARD_SECRET", "FIELD_KEY", "PRINT_KEY", "provision_demo_keys"]
 
@@ -17,7 +18,6 @@ CARD_SECRET = "CARD.SECRET"  # noqa: S105 - a key label
 """CARD_SECRET key: prepared PINs and keys travel under it from data preparation to the card."""
 PRINT_KEY = "ZPK.PRINT"
 """PIN_ENCRYPTION key of the PIN mailer blocks (the lettershop prints from it)."""
-FIELD_KEY = "FIELD.MASTER"
 """MAC key from which the sealing keys of cardholder records are derived (.fieldkeys)."""
 
 _A128, _T2 = KeyAlgorithm.AES_128, KeyAlgorithm.TDES_2KEY

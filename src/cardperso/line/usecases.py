@@ -44,7 +44,6 @@ from cardperso.errors import InputError
 from cardperso.hsm import Hsm, HsmSession, RequestSeededRandom, Role, SoftHsm
 from cardperso.line.bureau import CARD_SECRET, PRINT_KEY, provision_demo_keys
 from cardperso.line.feeder import Feeder, SimulatedFeeder, stock_serials
-from cardperso.line.fieldkeys import field_cipher
 from cardperso.line.initroom import InitRoomConfig, InitRoomResult, initialize_stock
 from cardperso.line.orchestrator import Line, LineConfig, LineProgress, RunResult
 from cardperso.line.reports import (
@@ -55,6 +54,7 @@ from cardperso.line.reports import (
 )
 from cardperso.production import operators, repo
 from cardperso.production.db import Database
+from cardperso.production.fieldkeys import field_cipher
 from cardperso.production.models import Batch, BatchState, StockKind
 from cardperso.production.models import Role as OpRole
 from cardperso.production.operators import Action, Principal, authorize

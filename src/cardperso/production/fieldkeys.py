@@ -3,7 +3,7 @@
 Cardholder records are kept in the production database only sealed
 (:class:`~cardperso.production.crypto_fields.FieldCipher`, AES-256-GCM and an
 HMAC digest for PANs). Their keys are not stored anywhere: each process derives
-them from the HSM's MAC key :data:`~cardperso.line.bureau.FIELD_KEY` with the
+them from the HSM's MAC key :data:`FIELD_KEY` with the
 NIST SP 800-108r1 counter-mode KDF, PRF = the HSM's CMAC::
 
     K(i) = CMAC(FIELD.MASTER, [i]_8 || label || 00 || key_id || [256]_16)
@@ -21,12 +21,13 @@ from __future__ import annotations
 from cardperso.crypto.rand import RandomSource
 from cardperso.crypto.secret import SecretBytes
 from cardperso.hsm import HsmSession, MacAlgorithm
-from cardperso.line.bureau import FIELD_KEY
 from cardperso.production.crypto_fields import FieldKeys, SoftFieldCipher
 
-__all__ = ["DEFAULT_KEY_ID", "field_cipher"]
+__all__ = ["DEFAULT_KEY_ID", "FIELD_KEY", "field_cipher"]
 
 DEFAULT_KEY_ID = "field-1"
+FIELD_KEY = "FIELD.MASTER"
+"""Label of the HSM's MAC key the record keys derive from (the bureau provisions it)."""
 
 
 def _derive(session: HsmSession, label: bytes, key_id: str, key_label: str) -> SecretBytes:
