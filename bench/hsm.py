@@ -36,20 +36,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from _kit import load_known_key, rate
 from cardperso.crypto.ec import p256_public_key
 from cardperso.crypto.mac import pad_iso9797
-from cardperso.crypto.rand import SeededRandom
-from cardperso.crypto.secret import SecretBytes, SecretStr
+from cardperso.crypto.secret import SecretStr
 from cardperso.hsm import (
-    HsmSession,
     KeyAlgorithm,
-    KeyHandle,
     KeyUsage,
     PinBlockFormat,
     Role,
     SoftHsm,
 )
-from cardperso.hsm.ceremony import key_check_value
 
 ROUNDS = 3
 ROUND_SECONDS = 0.35
@@ -64,20 +61,6 @@ KEYS = {
     "pvk": bytes.fromhex("FEDCBA98765432100123456789ABCDEF"),
     "cvk": bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")[::-1],
 }
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, batch = 0, 8
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
-        batch = min(batch * 2, 4096)
 
 
 def kbkdf(key: bytes, label: bytes, context: bytes, length: int = 16) -> bytes:
@@ -105,18 +88,6 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     return m.finalize()
 
 
-def load(
-    session: HsmSession, label: str, alg: KeyAlgorithm, usage: KeyUsage, clear: bytes
-) -> KeyHandle:
-    """Enter a known key by a two-custodian ceremony."""
-    first = SeededRandom(label).random_bytes(len(clear))
-    second = bytes(a ^ b for a, b in zip(clear, first, strict=True))
-    c = session.begin_ceremony(label, alg, usage)
-    c.add_component("alice", SecretBytes(first), key_check_value(alg, first))
-    c.add_component("bob", SecretBytes(second), key_check_value(alg, second))
-    return c.complete()
-
-
 def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,11 +96,11 @@ def main() -> None:
         )
         so = hsm.session(Role.SECURITY_OFFICER, "bench")
         t2, a128 = KeyAlgorithm.TDES_2KEY, KeyAlgorithm.AES_128
-        km = load(so, "km", a128, KeyUsage.KD_MASTER, KEYS["km"])
-        transport = load(so, "transport", a128, KeyUsage.TRANSPORT, KEYS["transport"])
-        zpk = load(so, "zpk", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk"])
-        pvk = load(so, "pvk", t2, KeyUsage.PIN_VERIFICATION, KEYS["pvk"])
-        cvk = load(so, "cvk", t2, KeyUsage.CVK, KEYS["cvk"])
+        km = load_known_key(so, "km", a128, KeyUsage.KD_MASTER, KEYS["km"])
+        transport = load_known_key(so, "transport", a128, KeyUsage.TRANSPORT, KEYS["transport"])
+        zpk = load_known_key(so, "zpk", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk"])
+        pvk = load_known_key(so, "pvk", t2, KeyUsage.PIN_VERIFICATION, KEYS["pvk"])
+        cvk = load_known_key(so, "cvk", t2, KeyUsage.CVK, KEYS["cvk"])
         ec_key = so.generate_key("bureau-ec", KeyAlgorithm.EC_P256, KeyUsage.KEY_AGREEMENT)
         init = hsm.session(Role.INITIALIZATION, "bench")
         dp = hsm.session(Role.DATAPREP, "bench")

@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import cmac as c_cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from _kit import us_per_call
 from cardperso import securemsg, tlv
 from cardperso.apdu import CommandAPDU
 from cardperso.crypto.ciphers import AES
@@ -56,20 +57,6 @@ SERIAL = bytes.fromhex("C0DE00000000A001")
 HEADER = bytes([0x00, 0xDA, 0x01, 0x02])
 PAYLOAD = bytes(range(40))
 BATCH = 500
-
-
-def us_per_call(fn: Callable[[], object], seconds: float) -> float:
-    """Microseconds per call of ``fn`` over about ``seconds``."""
-    n, batch = 0, 8
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed * 1e6 / n
-        batch = min(batch * 2, 4096)
 
 
 def us_per_batched_call(

@@ -51,20 +51,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cardperso.crypto.rand import SeededRandom
-from cardperso.crypto.secret import SecretBytes, SecretStr
+from _kit import load_known_key, rate
+from cardperso.crypto.secret import SecretStr
 from cardperso.errors import CardpersoError
 from cardperso.hsm import (
     Hsm,
-    HsmSession,
     KeyAlgorithm,
-    KeyHandle,
     KeyUsage,
     PinBlockFormat,
     Role,
     SoftHsm,
 )
-from cardperso.hsm.ceremony import key_check_value
 from cardperso.readers import Reader, cos
 from cardperso.readers.virtual import virtual_reader
 
@@ -129,20 +126,6 @@ def summary(samples: dict[str, list[float]]) -> dict[str, Any]:
             for name, xs in samples.items()
         },
     }
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, batch = 0, 4
-    start = time.perf_counter()
-    while True:
-        for _ in range(batch):
-            fn()
-        n += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n / elapsed
-        batch = min(batch * 2, 1024)
 
 
 # -- APDU transport -----------------------------------------------------------------------
@@ -248,27 +231,15 @@ def bench_transport() -> dict[str, Any]:
 # -- HSM calls ----------------------------------------------------------------------------
 
 
-def load(
-    session: HsmSession, label: str, alg: KeyAlgorithm, usage: KeyUsage, clear: bytes
-) -> KeyHandle:
-    """Enter a known key by a two-custodian ceremony."""
-    first = SeededRandom(label).random_bytes(len(clear))
-    second = bytes(a ^ b for a, b in zip(clear, first, strict=True))
-    c = session.begin_ceremony(label, alg, usage)
-    c.add_component("alice", SecretBytes(first), key_check_value(alg, first))
-    c.add_component("bob", SecretBytes(second), key_check_value(alg, second))
-    return c.complete()
-
-
 def hsm_calls(hsm: Hsm) -> dict[str, Callable[[], object]]:
     """The measured calls on ``hsm``, its keys entered and its sessions opened."""
     so = hsm.session(Role.SECURITY_OFFICER, "bench")
     t2, a128 = KeyAlgorithm.TDES_2KEY, KeyAlgorithm.AES_128
-    km = load(so, "km", a128, KeyUsage.KD_MASTER, KEYS["km"])
-    zpk_in = load(so, "zpk-in", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk-in"])
-    zpk_out = load(so, "zpk-out", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk-out"])
-    cvk = load(so, "cvk", t2, KeyUsage.CVK, KEYS["cvk"])
-    mac = load(so, "mac", a128, KeyUsage.MAC, KEYS["mac"])
+    km = load_known_key(so, "km", a128, KeyUsage.KD_MASTER, KEYS["km"])
+    zpk_in = load_known_key(so, "zpk-in", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk-in"])
+    zpk_out = load_known_key(so, "zpk-out", t2, KeyUsage.PIN_ENCRYPTION, KEYS["zpk-out"])
+    cvk = load_known_key(so, "cvk", t2, KeyUsage.CVK, KEYS["cvk"])
+    mac = load_known_key(so, "mac", a128, KeyUsage.MAC, KEYS["mac"])
     dp = hsm.session(Role.DATAPREP, "bench")
     pers = hsm.session(Role.PERSONALIZATION, "bench")
     block = dp.generate_pin(zpk_in, PAN, F0)
@@ -310,7 +281,7 @@ def bench_hsm(tmp: Path) -> dict[str, Any]:
         for _ in range(ROUNDS):
             for name in calls["soft"]:
                 for b in calls:  # soft, then pkcs11, for each call in each round
-                    rates[b][name].append(rate(calls[b][name], HSM_ROUND_SECONDS))
+                    rates[b][name].append(rate(calls[b][name], HSM_ROUND_SECONDS, max_batch=1024))
     finally:
         for hsm in backends.values():
             hsm.close()
