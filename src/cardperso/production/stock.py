@@ -64,19 +64,6 @@ def init_station_id(station: str) -> str:
     return sid
 
 
-def _log(
-    session: Session,
-    by: Principal,
-    action: str,
-    obj: str,
-    when: datetime,
-    *,
-    result: str = "ok",
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    repo._log(session, by.name, action, obj, when, result=result, detail=detail)
-
-
 def _claimed(session: Session, card_id: int, sid: str) -> StockCard:
     card = session.get(StockCard, card_id, with_for_update=True, populate_existing=True)
     if card is None:
@@ -137,9 +124,9 @@ def book_initialized(
     card.module_id = None
     card.claimed_at = None
     session.flush()
-    _log(
+    repo._log(
         session,
-        by,
+        by.name,
         "stock_initialized",
         f"stock:{card.serial}",
         when,
@@ -174,9 +161,9 @@ def _spoil(
 ) -> None:
     """The card leaves the stock for good, with an audit record saying why."""
     card.state = StockState.SPOILED
-    _log(
+    repo._log(
         session,
-        by,
+        by.name,
         "stock_spoiled",
         f"stock:{card.serial}",
         when,
